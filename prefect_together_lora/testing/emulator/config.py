@@ -1,0 +1,66 @@
+"""Emulator settings: every behaviour a test may want to switch, changeable at run time."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# Together's serverless LoRA base-model tables as published at different times (see
+# reference/together-api.md §5.6). Kept as data so tests can switch between them.
+BASE_MODEL_TABLES: dict[str, list[str]] = {
+    "A": [
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+        "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference",
+        "Qwen/Qwen2.5-14B-Instruct",
+        "Qwen/Qwen2.5-72B-Instruct",
+    ],
+    "B": [
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+        "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference",
+        "Qwen/Qwen2.5-72B-Instruct",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507-tput",
+    ],
+    "C": [
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507-tput",
+    ],
+}
+BASE_MODEL_TABLES["all"] = sorted({m for table in BASE_MODEL_TABLES.values() for m in table})
+
+
+class EmulatorConfig(BaseModel):
+    """How the emulated Together account behaves. All fields can be patched at run time through
+    ``PATCH /_emulator/config``."""
+
+    account: str = Field(default="devuser", description="Namespace of uploaded model names.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted keys; empty means any non-empty bearer key."
+    )
+    hf_endpoint: str | None = Field(default=None, description="Hub endpoint for Hub sources.")
+    job_seconds: float = Field(default=1.0, ge=0, description="Duration of an upload job.")
+    min_url_lifetime_s: float = Field(
+        default=100 * 60,
+        description="Presigned URLs must live at least this long (Together: 100 min).",
+    )
+    base_models: str = Field(default="all", description="Which base-model table: A, B, C or all.")
+    duplicate_mode: Literal["error", "200"] = Field(
+        default="error",
+        description="'error': 400 envelope on a duplicate name; '200': HTTP 200, only message.",
+    )
+    job_status_alias: str | None = Field(
+        default=None, description="Report this non-enum status (e.g. 'Processing') while running."
+    )
+    list_adapters: bool = Field(default=True, description="List completed adapters in GET /models.")
+    cold_start_calls: int = Field(
+        default=0, ge=0, description="First K calls to a new adapter fail."
+    )
+    cold_start_status: Literal[503, 404] = 503
+    latency_ms: float = Field(default=0, ge=0, description="Added latency of each inference call.")
+    rate_limit_rps: float | None = Field(
+        default=None, gt=0, description="Token bucket refill per key and model; None = unlimited."
+    )
+    rate_limit_burst: int = Field(default=10, ge=1)
+    context_length: int = Field(default=8192, ge=16)

@@ -1,0 +1,359 @@
+"""A local Hugging Face Hub endpoint that serves folders, for ``huggingface_hub`` in tests.
+
+``root/<org>/<name>/`` is the model repo ``org/name`` (``root/datasets/<org>/<name>/`` a dataset
+repo). Its ``main`` revision is the folder as it is now; the commit sha is derived from the
+content, so changing a file moves ``main`` like a push would. Private and gated repos answer
+401/403 with the ``X-Error-Code`` headers the real Hub sends unless the right token is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class HubStats:
+    requests: int = 0
+    bytes_sent: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+
+
+class LocalHub:
+    """The repository store behind the local Hub app (a folder, plus access rules)."""
+
+    def __init__(
+        self, root: Path, private: dict[str, str] | None = None, gated: dict[str, str] | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.private = dict(private or {})
+        self.gated = dict(gated or {})
+        self.stats = HubStats()
+        self._lock = threading.Lock()
+        self._hash_cache: dict[tuple[str, int, int], str] = {}
+
+    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        base = self.root / "datasets" if repo_type == "dataset" else self.root
+        return base / repo_id
+
+    def files(self, repo_dir: Path) -> list[Path]:
+        return sorted(
+            p
+            for p in repo_dir.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(repo_dir).parts)
+        )
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._hash_cache.get(key)
+        if cached:
+            return cached
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        with self._lock:
+            self._hash_cache[key] = digest.hexdigest()
+        return digest.hexdigest()
+
+    def commit_sha(self, repo_dir: Path) -> str:
+        digest = hashlib.sha1(usedforsecurity=False)
+        for path in self.files(repo_dir):
+            digest.update(
+                f"{path.relative_to(repo_dir).as_posix()}\0{self.sha256(path)}\n".encode()
+            )
+        return digest.hexdigest()
+
+    def entry(self, repo_dir: Path, path: Path) -> dict[str, Any]:
+        rel = path.relative_to(repo_dir).as_posix()
+        if path.is_dir():
+            return {
+                "type": "directory",
+                "path": rel,
+                "oid": hashlib.sha1(rel.encode(), usedforsecurity=False).hexdigest(),
+            }
+        size = path.stat().st_size
+        sha = self.sha256(path)
+        item: dict[str, Any] = {
+            "type": "file",
+            "path": rel,
+            "size": size,
+            "oid": hashlib.sha1(sha.encode(), usedforsecurity=False).hexdigest(),
+        }
+        if path.suffix in (".safetensors", ".bin", ".zip", ".gz"):
+            item["lfs"] = {"size": size, "oid": sha, "pointerSize": 134}
+        return item
+
+    def access_error(self, repo_id: str, request: Request) -> Response | None:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if repo_id in self.private and token != self.private[repo_id]:
+            return JSONResponse(
+                {"error": "Repository not found"},
+                status_code=401,
+                headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+            )
+        if repo_id in self.gated and token != self.gated[repo_id]:
+            return JSONResponse(
+                {
+                    "error": f"Access to model {repo_id} is restricted. You must have access to it "
+                    "and be authenticated to access it. Please log in."
+                },
+                status_code=403 if token else 401,
+                headers={
+                    "X-Error-Code": "GatedRepo",
+                    "X-Error-Message": "Access to this repo is restricted.",
+                },
+            )
+        return None
+
+
+def create_hub_app(hub: LocalHub) -> FastAPI:
+    app = FastAPI(title="local hub", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Response:
+        with hub._lock:
+            hub.stats.requests += 1
+            hub.stats.by_path[request.url.path] = hub.stats.by_path.get(request.url.path, 0) + 1
+        return await call_next(request)
+
+    def resolve(
+        repo_type: str, repo_id: str, revision: str, request: Request
+    ) -> tuple[Path, str] | Response:
+        repo_dir = hub.repo_dir(repo_type, repo_id)
+        if not repo_dir.is_dir():
+            return JSONResponse(
+                {"error": "Repository not found"},
+                status_code=404,
+                headers={"X-Error-Code": "RepoNotFound"},
+            )
+        denied = hub.access_error(repo_id, request)
+        if denied is not None:
+            return denied
+        sha = hub.commit_sha(repo_dir)
+        if revision not in ("main", sha):
+            return JSONResponse(
+                {"error": f"Invalid rev id: {revision}"},
+                status_code=404,
+                headers={"X-Error-Code": "RevisionNotFound"},
+            )
+        return repo_dir, sha
+
+    def info(repo_type: str, repo_id: str, revision: str, request: Request) -> Response:
+        found = resolve(repo_type, repo_id, revision, request)
+        if isinstance(found, Response):
+            return found
+        repo_dir, sha = found
+        blobs = request.query_params.get("blobs") in ("true", "True", "1")
+        siblings = []
+        for path in hub.files(repo_dir):
+            sibling: dict[str, Any] = {"rfilename": path.relative_to(repo_dir).as_posix()}
+            if blobs:
+                entry = hub.entry(repo_dir, path)
+                sibling.update(size=entry["size"], blobId=entry["oid"], lfs=entry.get("lfs"))
+            siblings.append(sibling)
+        return JSONResponse(
+            {
+                "_id": sha[:24],
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": sha,
+                "private": repo_id in hub.private,
+                "gated": repo_id in hub.gated and "auto",
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": siblings,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "createdAt": "2026-01-01T00:00:00.000Z",
+            }
+        )
+
+    @app.get("/api/{kind}/{org}/{name}")
+    async def repo_info(kind: str, org: str, name: str, request: Request) -> Response:
+        return info(_repo_type(kind), f"{org}/{name}", "main", request)
+
+    @app.get("/api/{kind}/{org}/{name}/revision/{revision}")
+    async def repo_info_rev(
+        kind: str, org: str, name: str, revision: str, request: Request
+    ) -> Response:
+        return info(_repo_type(kind), f"{org}/{name}", revision, request)
+
+    @app.post("/api/{kind}/{org}/{name}/paths-info/{revision}")
+    async def paths_info(
+        kind: str, org: str, name: str, revision: str, request: Request
+    ) -> Response:
+        found = resolve(_repo_type(kind), f"{org}/{name}", revision, request)
+        if isinstance(found, Response):
+            return found
+        repo_dir, _ = found
+        form = await request.form()
+        paths = [str(p) for p in form.getlist("paths")]
+        entries = []
+        for rel in paths:
+            target = (repo_dir / rel).resolve()
+            if target.is_relative_to(repo_dir.resolve()) and target.exists():
+                entries.append(hub.entry(repo_dir, target))
+        return JSONResponse(entries)
+
+    @app.get("/api/{kind}/{org}/{name}/tree/{revision}")
+    @app.get("/api/{kind}/{org}/{name}/tree/{revision}/{path:path}")
+    async def tree(
+        kind: str, org: str, name: str, revision: str, request: Request, path: str = ""
+    ) -> Response:
+        found = resolve(_repo_type(kind), f"{org}/{name}", revision, request)
+        if isinstance(found, Response):
+            return found
+        repo_dir, _ = found
+        base = repo_dir / path
+        if not base.is_dir():
+            return JSONResponse(
+                {"error": "Entry not found"},
+                status_code=404,
+                headers={"X-Error-Code": "EntryNotFound"},
+            )
+        recursive = request.query_params.get("recursive") in ("true", "True", "1")
+        children = base.rglob("*") if recursive else base.iterdir()
+        entries = [
+            hub.entry(repo_dir, p)
+            for p in sorted(children)
+            if not any(part.startswith(".") for part in p.relative_to(repo_dir).parts)
+        ]
+        return JSONResponse(entries)
+
+    @app.api_route("/{org}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+    async def model_file(
+        org: str, name: str, revision: str, path: str, request: Request
+    ) -> Response:
+        return serve_file("model", f"{org}/{name}", revision, path, request)
+
+    @app.api_route("/datasets/{org}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+    async def dataset_file(
+        org: str, name: str, revision: str, path: str, request: Request
+    ) -> Response:
+        return serve_file("dataset", f"{org}/{name}", revision, path, request)
+
+    def serve_file(
+        repo_type: str, repo_id: str, revision: str, path: str, request: Request
+    ) -> Response:
+        found = resolve(repo_type, repo_id, revision, request)
+        if isinstance(found, Response):
+            return found
+        repo_dir, sha = found
+        target = (repo_dir / path).resolve()
+        if not target.is_relative_to(repo_dir.resolve()) or not target.is_file():
+            return JSONResponse(
+                {"error": "Entry not found"},
+                status_code=404,
+                headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha},
+            )
+        size = target.stat().st_size
+        etag = f'"{hub.sha256(target)}"'
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "X-Linked-Size": str(size),
+            "X-Linked-Etag": etag,
+        }
+        start, end = 0, size - 1
+        status = 200
+        spec = request.headers.get("range")
+        if spec:
+            parsed = _parse_range(spec, size)
+            if parsed is None:
+                return Response(
+                    status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+                )
+            start, end = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = max(0, end - start + 1)
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers)
+        with hub._lock:
+            hub.stats.bytes_sent += length
+        return StreamingResponse(
+            _read_range(target, start, length),
+            status_code=status,
+            headers=headers,
+            media_type="application/octet-stream",
+        )
+
+    @app.get("/_hub/stats")
+    async def stats() -> dict[str, Any]:
+        return {
+            "requests": hub.stats.requests,
+            "bytes_sent": hub.stats.bytes_sent,
+            "by_path": hub.stats.by_path,
+        }
+
+    return app
+
+
+def _repo_type(kind: str) -> str:
+    return "dataset" if kind == "datasets" else "model"
+
+
+def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
+    unit, _, value = spec.partition("=")
+    if unit.strip() != "bytes" or "," in value:
+        return None
+    first, _, last = value.strip().partition("-")
+    try:
+        if not first:
+            n = int(last)
+            return (max(0, size - n), size - 1) if n > 0 and size else None
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+    return (start, end) if start <= end and start < size else None
+
+
+def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while length > 0:
+            chunk = fh.read(min(CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
+@contextlib.contextmanager
+def run_local_hub(
+    root: str | os.PathLike[str],
+    *,
+    private: dict[str, str] | None = None,
+    gated: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[tuple[str, LocalHub]]:
+    """Serve ``root`` as a Hub; yields ``(endpoint, hub)``. Pass the endpoint as ``HF_ENDPOINT``
+    or as ``endpoint=`` to ``huggingface_hub`` calls. ``private``/``gated`` map repo ids to the
+    token that may read them."""
+    from prefect_together_lora.testing.emulator.server import serve_app_in_thread
+
+    hub = LocalHub(Path(root), private=private, gated=gated)
+    with serve_app_in_thread(create_hub_app(hub), host, port) as url:
+        yield url, hub

@@ -1,0 +1,1 @@
+"""Adapter validation: header-only readers feed rules that produce coded findings."""
