@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 
 if TYPE_CHECKING:
     from prefect_together_lora.client import AsyncTogetherClient, TogetherClient
+    from prefect_together_lora.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.together.xyz"
 PROJECT_URL = "https://github.com/prefect-together-lora/prefect-together-lora"
@@ -112,23 +113,26 @@ class TogetherCredentials(CredentialsBlock):
             return self.get_async_client()
         raise ValueError(f"client_type must be 'sync' or 'async', not {client_type!r}")
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def retry_policy(self, **overrides: Any) -> RetryPolicy:
         from prefect_together_lora.retry import RetryPolicy
 
+        return RetryPolicy(**{"max_attempts": self.max_retries + 1, **overrides})
+
+    def _client_kwargs(self, retry: RetryPolicy | None) -> dict[str, Any]:
         return {
             "api_key": self.api_key,
             "base_url": self.base_url,
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
-            "retry": RetryPolicy(max_attempts=self.max_retries + 1),
+            "retry": retry or self.retry_policy(),
         }
 
-    def get_sync_client(self) -> TogetherClient:
+    def get_sync_client(self, retry: RetryPolicy | None = None) -> TogetherClient:
         from prefect_together_lora.client import TogetherClient
 
-        return TogetherClient(**self._client_kwargs())
+        return TogetherClient(**self._client_kwargs(retry))
 
-    def get_async_client(self) -> AsyncTogetherClient:
+    def get_async_client(self, retry: RetryPolicy | None = None) -> AsyncTogetherClient:
         from prefect_together_lora.client import AsyncTogetherClient
 
-        return AsyncTogetherClient(**self._client_kwargs())
+        return AsyncTogetherClient(**self._client_kwargs(retry))

@@ -197,7 +197,8 @@ class JobFailed(TogetherLoraError):
     """The Together upload job ended ``Failed``; ``job`` holds its status timeline."""
 
     def __init__(self, job: Job) -> None:
-        self.job = job
+        # keep the timeline, drop args (its model_source may be a presigned URL)
+        self.job = job.model_copy(update={"args": None})
         messages = [u.message for u in job.status_updates if u.message]
         reason = messages[-1] if messages else "no reason given"
         super().__init__(f"Together job {job.job_id} failed: {reason}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -204,8 +206,11 @@ def create_hub_app(hub: LocalHub) -> FastAPI:
         if isinstance(found, Response):
             return found
         repo_dir, _ = found
-        form = await request.form()
-        paths = [str(p) for p in form.getlist("paths")]
+        body = (await request.body()).decode("utf-8", "replace")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            paths = [str(p) for p in json.loads(body or "{}").get("paths", [])]
+        else:
+            paths = parse_qs(body).get("paths", [])
         entries = []
         for rel in paths:
             target = (repo_dir / rel).resolve()

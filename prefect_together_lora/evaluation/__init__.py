@@ -1,0 +1,1 @@
+"""Evaluation: eval sets, metrics, paired adapter-vs-base runs and the gate."""

@@ -1,0 +1,96 @@
+"""Flow and task options as pydantic models: validated in Python, rendered as described forms
+in the Prefect UI (no free-form dicts, every field described, every default valid)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_SMOKE_PROMPTS = [
+    "Say hello in one short sentence.",
+    "What is 12 + 30? Answer with the number only.",
+    "Summarise in five words what you are trained to do.",
+]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobOptions(_Options):
+    """How ``await_job`` polls Together's upload job."""
+
+    poll_initial_s: float = Field(default=2.0, gt=0, description="First poll interval (s).")
+    poll_factor: float = Field(default=1.5, ge=1.0, description="Interval growth per poll.")
+    poll_max_s: float = Field(default=30.0, gt=0, description="Longest poll interval (s).")
+    max_wait_s: float = Field(default=3600.0, ge=0, description="Give up after this long (s).")
+    not_found_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Right after submit a job can briefly answer 404; keep polling this long.",
+    )
+
+
+class SmokeOptions(_Options):
+    """A few calls on the uploaded model before anyone relies on it."""
+
+    enabled: bool = Field(default=True, description="Run the smoke test.")
+    prompts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SMOKE_PROMPTS),
+        min_length=1,
+        description="Prompts sent to the adapter.",
+    )
+    mode: Literal["chat", "completion"] = Field(
+        default="chat", description="Chat or completion endpoint."
+    )
+    max_tokens: int = Field(default=64, ge=1, le=4096, description="max_tokens per call.")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
+    ready_timeout_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long cold-start answers (503 / 404 model_not_available) are retried.",
+    )
+    retry_interval_s: float = Field(
+        default=5.0, gt=0, description="Wait between cold-start retries (s)."
+    )
+
+
+class EvalOptions(_Options):
+    """Evaluation of the adapter against its base model on an eval set, with a gate."""
+
+    eval_set: str | None = Field(
+        default=None,
+        description="JSONL eval set: local path, s3://... or hf://datasets/... "
+        "(rows: prompt or messages, expected, optional metric, tags, id).",
+    )
+    default_metric: str = Field(
+        default="exact_match", description="Metric for rows that name none."
+    )
+    max_tokens: int = Field(default=256, ge=1, le=8192, description="max_tokens per answer.")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Same for both models.")
+    seed: int = Field(default=1234, description="Same seed for adapter and base.")
+    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight.")
+    min_score: float | None = Field(
+        default=None, ge=0, le=1, description="Gate: the adapter's mean score at least this."
+    )
+    min_improvement_over_base: float | None = Field(
+        default=None, ge=-1, le=1, description="Gate: adapter mean minus base mean at least this."
+    )
+    on_fail: Literal["fail", "warn"] = Field(
+        default="fail", description="A failed gate fails the flow, or only warns."
+    )
+
+
+class ValidationSettings(_Options):
+    """Validation limits (Together publishes none; these are the documented defaults)."""
+
+    max_rank: int | None = Field(
+        default=None, ge=1, le=1024, description="Maximum LoRA rank; default from the catalog (64)."
+    )
+    catalog_path: str | None = Field(
+        default=None, description="JSON file extending the base-model catalog."
+    )
+    catalog_variable: str | None = Field(
+        default=None, description="Prefect Variable holding a catalog extension (JSON)."
+    )

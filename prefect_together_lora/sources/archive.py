@@ -1,0 +1,257 @@
+"""Read what validation needs from an adapter — the member list, ``adapter_config.json`` and the
+safetensors header — without reading the weights.
+
+Zip: the end record, central directory (zip64 too), the config and the first bytes of the
+safetensors member (a deflated member is inflated only as far as its header). Plain tar: headers
+walked by ranges. tar.gz: streamed and abandoned as soon as both members have been seen.
+Folders: straight from disk. Each reader counts the bytes and requests it used.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.validation.safetensors import (
+    HeaderProblem,
+    SafetensorsHeader,
+    parse_header,
+    read_header_bytes,
+)
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+MAX_CONFIG_BYTES = 1_000_000
+MAX_MEMBERS = 100_000
+DEFAULT_DEADLINE_S = 120.0
+Readable = BinaryIO | IO[bytes] | io.RawIOBase
+
+
+@dataclass
+class Member:
+    name: str
+    size: int
+    is_dir: bool = False
+    method: int | None = None
+    encrypted: bool = False
+
+
+@dataclass
+class AdapterFiles:
+    """Everything rules look at: members, the config bytes and the parsed header (or why not)."""
+
+    format: str
+    members: list[Member]
+    config: bytes | None = None
+    config_error: str | None = None
+    header: SafetensorsHeader | None = None
+    header_error: str | None = None
+    weights_size: int | None = None
+    bytes_read: int = 0
+    requests: int = 0
+    fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def normalize_member(name: str) -> str:
+    return name[2:] if name.startswith("./") else name
+
+
+def is_junk(name: str) -> bool:
+    """``__MACOSX/`` trees and ``._*`` AppleDouble files, ignored before any layout check."""
+    parts = name.split("/")
+    return parts[0] == "__MACOSX" or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
+def _limited_read(stream: IO[bytes], limit: int, what: str) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise SourceError(f"{what} is larger than {limit:,} bytes")
+    return data
+
+
+def _header_from(read: Callable[[int], bytes], size: int | None, files: AdapterFiles) -> None:
+    try:
+        _, raw = read_header_bytes(read, size)
+        files.header = parse_header(raw, size)
+    except HeaderProblem as exc:
+        files.header_error = str(exc)
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise SourceError("Reading the adapter took too long and was abandoned.")
+
+
+def read_zip(fileobj: Readable, *, deadline_s: float = DEFAULT_DEADLINE_S) -> AdapterFiles:
+    deadline = _Deadline(deadline_s)
+    try:
+        archive = zipfile.ZipFile(cast(IO[bytes], fileobj))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise SourceError(f"not a readable zip archive ({exc})") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise SourceError(f"zip has {len(infos):,} entries (limit {MAX_MEMBERS:,})")
+        members = [
+            Member(i.filename, i.file_size, i.is_dir(), i.compress_type, bool(i.flag_bits & 0x1))
+            for i in infos
+        ]
+        files = AdapterFiles("zip", members)
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            by_name.setdefault(normalize_member(info.filename), info)
+        config = by_name.get(CONFIG)
+        if config is not None and _readable(config):
+            deadline.check()
+            try:
+                with archive.open(config) as fh:
+                    files.config = _limited_read(fh, MAX_CONFIG_BYTES, CONFIG)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, SourceError) as exc:
+                files.config_error = str(exc)
+        weights = by_name.get(WEIGHTS)
+        if weights is not None and _readable(weights):
+            deadline.check()
+            files.weights_size = weights.file_size
+            try:
+                with archive.open(weights) as fh:
+                    _header_from(fh.read, weights.file_size, files)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                files.header_error = f"member cannot be read ({exc})"
+    return files
+
+
+def _readable(info: zipfile.ZipInfo) -> bool:
+    return not (info.flag_bits & 0x1) and info.compress_type in (
+        zipfile.ZIP_STORED,
+        zipfile.ZIP_DEFLATED,
+    )
+
+
+def read_tar(
+    fileobj: Readable, *, stream: bool, deadline_s: float = DEFAULT_DEADLINE_S, fmt: str = "tar"
+) -> AdapterFiles:
+    """Plain tar over a seekable reader (``stream=False``) or tar.gz over a forward-only stream
+    (``stream=True``: stops as soon as both adapter members have been read)."""
+    deadline = _Deadline(deadline_s)
+    files = AdapterFiles(fmt, [])
+    mode = "r|gz" if stream else "r:"
+    try:
+        with tarfile.open(fileobj=fileobj, mode=mode) as archive:  # type: ignore[call-overload]
+            for member in _iter_tar(archive):
+                deadline.check()
+                name = normalize_member(member.name)
+                files.members.append(Member(member.name, member.size, member.isdir()))
+                if len(files.members) > MAX_MEMBERS:
+                    raise SourceError(f"tar has more than {MAX_MEMBERS:,} entries")
+                if name == CONFIG and member.isfile() and files.config is None:
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        files.config = _limited_read(handle, MAX_CONFIG_BYTES, CONFIG)
+                elif (
+                    name == WEIGHTS
+                    and member.isfile()
+                    and files.header is None
+                    and files.header_error is None
+                ):
+                    files.weights_size = member.size
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        _header_from(handle.read, member.size, files)
+                if (
+                    stream
+                    and files.config is not None
+                    and (files.header is not None or files.header_error is not None)
+                ):
+                    files.notes.append("stream abandoned after both adapter members")
+                    break
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if not files.members:
+            raise SourceError(f"not a readable {fmt} archive ({exc})") from None
+        files.notes.append(
+            f"archive is truncated or corrupt after {len(files.members)} entries ({exc})"
+        )
+    return files
+
+
+def _iter_tar(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while True:
+        member = archive.next()
+        if member is None:
+            return
+        yield member
+
+
+def read_directory(path: Path) -> AdapterFiles:
+    members = []
+    for item in sorted(path.rglob("*")):
+        rel = item.relative_to(path).as_posix()
+        members.append(
+            Member(
+                rel + ("/" if item.is_dir() else ""),
+                0 if item.is_dir() else item.stat().st_size,
+                item.is_dir(),
+            )
+        )
+        if len(members) > MAX_MEMBERS:
+            raise SourceError(f"folder has more than {MAX_MEMBERS:,} entries")
+    files = AdapterFiles("dir", members)
+    config = path / CONFIG
+    if config.is_file():
+        with config.open("rb") as fh:
+            try:
+                files.config = _limited_read(fh, MAX_CONFIG_BYTES, CONFIG)
+            except SourceError as exc:
+                files.config_error = str(exc)
+    weights = path / WEIGHTS
+    if weights.is_file():
+        files.weights_size = weights.stat().st_size
+        with weights.open("rb") as fh:
+            _header_from(fh.read, files.weights_size, files)
+    files.bytes_read = len(files.config or b"") + (
+        8 + files.header.header_len if files.header else 8
+    )
+    return files
+
+
+class CountingStream(io.RawIOBase):
+    """A forward-only stream over byte chunks, counting what it consumed."""
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], Any] | None = None) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = b""
+        self.bytes_read = 0
+        self._on_close = on_close
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+            self.bytes_read += len(self._buffer)
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        if self._on_close is not None and not self.closed:
+            self._on_close()
+        super().close()

@@ -1,0 +1,275 @@
+"""Seekable, buffered readers over ranged reads (HTTP Range or S3 ranged ``get_object``).
+
+Fed to the standard library's ``zipfile``/``tarfile``, they turn "read this member" into a few
+small ranged GETs: the adapter is never downloaded. Presigned GET URLs refuse HEAD, so the size
+comes from the ``Content-Range`` of the first (suffix) range request. Every read has a timeout
+and the total is capped, so a hostile server can neither hang nor flood us.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.redaction import redact, secret_value, strip_query
+
+DEFAULT_BUFFER = 64 * 1024
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class ReadBudgetExceeded(SourceError):
+    """More bytes were needed than the reader's cap allows (a malformed or hostile archive)."""
+
+
+class RangedReader(io.RawIOBase):
+    """A read-only, seekable file over a ranged-read primitive, with a block cache."""
+
+    def __init__(
+        self,
+        *,
+        buffer_size: int = DEFAULT_BUFFER,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        start_at_head: bool = False,
+    ) -> None:
+        super().__init__()
+        self.buffer_size = buffer_size
+        self.max_bytes = max_bytes
+        self.requests = 0
+        self.bytes_read = 0
+        self.etag: str | None = None
+        self.version_id: str | None = None
+        self._pos = 0
+        self._segments: list[tuple[int, bytes]] = []
+        # The first request learns the size (Content-Range): the tail suits zip (end record,
+        # central directory), the head suits a bare safetensors file (its header).
+        self._size = self._open_head() if start_at_head else self._open_tail()
+
+    # subclasses implement these two ---------------------------------------------------------
+    def _fetch(self, start: int, end: int) -> bytes:  # pragma: no cover - abstract
+        """Bytes [start, end] inclusive."""
+        raise NotImplementedError
+
+    def _fetch_tail(self, length: int) -> tuple[bytes, int]:  # pragma: no cover - abstract
+        """The last ``length`` bytes and the total size."""
+        raise NotImplementedError
+
+    def _fetch_head(self, length: int) -> tuple[bytes, int]:  # pragma: no cover - abstract
+        """The first ``length`` bytes and the total size."""
+        raise NotImplementedError
+
+    def _open_head(self) -> int:
+        data, size = self._fetch_head(self.buffer_size)
+        self._account(len(data))
+        if data:
+            self._segments.append((0, data))
+        return size
+
+    # ----------------------------------------------------------------------------------------
+    def _open_tail(self) -> int:
+        data, size = self._fetch_tail(self.buffer_size)
+        self._account(len(data))
+        if data:
+            self._segments.append((size - len(data), data))
+        return size
+
+    def _account(self, n: int) -> None:
+        self.requests += 1
+        self.bytes_read += n
+        if self.bytes_read > self.max_bytes:
+            raise ReadBudgetExceeded(
+                f"Reading the archive needed more than {self.max_bytes} bytes; it is malformed "
+                "or far larger than an adapter's metadata should require."
+            )
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        position = base + offset
+        if position < 0:
+            raise ValueError("negative seek position")
+        self._pos = position
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self._size - self._pos))
+        if want == 0:
+            return 0
+        data = self._read_at(self._pos, want)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _read_at(self, start: int, length: int) -> bytes:
+        for seg_start, seg in self._segments:
+            if seg_start <= start and start + length <= seg_start + len(seg):
+                return seg[start - seg_start : start - seg_start + length]
+        fetch_len = max(length, self.buffer_size)
+        end = min(self._size, start + fetch_len) - 1
+        data = self._fetch(start, end)
+        self._account(len(data))
+        self._segments.append((start, data))
+        if len(self._segments) > 32:
+            self._segments.pop(0)
+        return data[:length]
+
+
+class HttpRangeReader(RangedReader):
+    """Ranged GETs on a URL (an S3 presigned URL, a Hub resolve URL): never HEAD."""
+
+    def __init__(
+        self,
+        url: str | SecretStr,
+        *,
+        client: httpx.Client | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 30.0,
+        buffer_size: int = DEFAULT_BUFFER,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        start_at_head: bool = False,
+    ) -> None:
+        self._url = SecretStr(secret_value(url) or "")
+        self._display = strip_query(self._url.get_secret_value())
+        self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=True)
+        self._owns_client = client is None
+        self._headers = dict(headers or {})
+        super().__init__(buffer_size=buffer_size, max_bytes=max_bytes, start_at_head=start_at_head)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+        super().close()
+
+    def _get(self, range_header: str) -> httpx.Response:
+        try:
+            response = self._client.get(
+                self._url.get_secret_value(), headers={**self._headers, "Range": range_header}
+            )
+        except httpx.HTTPError as exc:
+            raise SourceError(
+                f"Could not read {self._display}: {type(exc).__name__}: "
+                f"{redact(str(exc), [self._url])}"
+            ) from None
+        if response.status_code not in (200, 206):
+            raise SourceError(_http_error_message(self._display, response))
+        self.etag = self.etag or response.headers.get("etag")
+        self.version_id = self.version_id or response.headers.get("x-amz-version-id")
+        return response
+
+    def _fetch_tail(self, length: int) -> tuple[bytes, int]:
+        response = self._get(f"bytes=-{length}")
+        if response.status_code == 200:
+            # A server that ignores Range sent the whole object: accept it only when small.
+            if len(response.content) > self.max_bytes:
+                raise ReadBudgetExceeded(f"{self._display} does not support Range requests.")
+            return response.content, len(response.content)
+        return response.content, _total_size(response, self._display)
+
+    def _fetch_head(self, length: int) -> tuple[bytes, int]:
+        response = self._get(f"bytes=0-{length - 1}")
+        if response.status_code == 200:
+            if len(response.content) > self.max_bytes:
+                raise ReadBudgetExceeded(f"{self._display} does not support Range requests.")
+            return response.content[:length], len(response.content)
+        return response.content, _total_size(response, self._display)
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        response = self._get(f"bytes={start}-{end}")
+        if response.status_code == 200:
+            return response.content[start : end + 1]
+        return response.content
+
+
+class S3RangeReader(RangedReader):
+    """Ranged ``get_object`` calls with the caller's AWS credentials (no presigned URL)."""
+
+    def __init__(
+        self,
+        s3_client: Any,
+        bucket: str,
+        key: str,
+        *,
+        buffer_size: int = DEFAULT_BUFFER,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._s3, self._bucket, self._key = s3_client, bucket, key
+        super().__init__(buffer_size=buffer_size, max_bytes=max_bytes)
+
+    def _get(self, range_header: str) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            result: dict[str, Any] = self._s3.get_object(
+                Bucket=self._bucket, Key=self._key, Range=range_header
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise SourceError(f"Cannot read s3://{self._bucket}/{self._key}: {code}") from None
+        except BotoCoreError as exc:
+            raise SourceError(f"Cannot read s3://{self._bucket}/{self._key}: {exc}") from None
+        self.etag = self.etag or result.get("ETag")
+        self.version_id = self.version_id or result.get("VersionId")
+        return result
+
+    def _fetch_tail(self, length: int) -> tuple[bytes, int]:
+        result = self._get(f"bytes=-{length}")
+        data = result["Body"].read()
+        match = _CONTENT_RANGE.match(result.get("ContentRange", "") or "")
+        size = int(match.group(3)) if match and match.group(3) != "*" else len(data)
+        return data, size
+
+    def _fetch_head(self, length: int) -> tuple[bytes, int]:
+        result = self._get(f"bytes=0-{length - 1}")
+        data = result["Body"].read()
+        match = _CONTENT_RANGE.match(result.get("ContentRange", "") or "")
+        size = int(match.group(3)) if match and match.group(3) != "*" else len(data)
+        return data, size
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        return bytes(self._get(f"bytes={start}-{end}")["Body"].read())
+
+
+def _total_size(response: httpx.Response, display: str) -> int:
+    match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+    if not match or match.group(3) == "*":
+        raise SourceError(f"{display} answered a range request without its total size.")
+    return int(match.group(3))
+
+
+def _http_error_message(display: str, response: httpx.Response) -> str:
+    code = ""
+    text = response.text[:2000] if response.content else ""
+    found = re.search(r"<Code>([^<]+)</Code>", text)
+    message = re.search(r"<Message>([^<]+)</Message>", text)
+    if found:
+        code = f" {found.group(1)}"
+    detail = f": {message.group(1)}" if message else ""
+    hint = ""
+    if response.status_code == 403:
+        hint = (
+            " The URL has expired or its signature is wrong: generate a new one (note that "
+            "presigned GET URLs reject HEAD)."
+        )
+    elif response.status_code == 404:
+        hint = " The object does not exist: check the bucket and key."
+    elif response.status_code == 416:
+        hint = " The object is empty."
+    return f"GET on {display} returned {response.status_code}{code}{detail}.{hint}"

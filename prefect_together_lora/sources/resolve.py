@@ -1,0 +1,266 @@
+"""From a parsed source to something readable: a presigned URL or a pinned Hub revision, plus
+a content fingerprint (S3 ETag, Hub commit sha, local sha256) that caching keys on."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, Field, SecretStr
+
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
+from prefect_together_lora.sources.archive import (
+    AdapterFiles,
+    CountingStream,
+    read_directory,
+    read_tar,
+    read_zip,
+)
+from prefect_together_lora.sources.hf import read_hub, resolve_revision
+from prefect_together_lora.sources.local import file_sha256, folder_fingerprint
+from prefect_together_lora.sources.ranged import HttpRangeReader, RangedReader
+from prefect_together_lora.sources.s3 import (
+    DEFAULT_LIFETIME_S,
+    head_object,
+    make_s3_client,
+    presign_get,
+)
+
+HUB_URL = "https://huggingface.co"
+
+
+class ResolvedSource(BaseModel):
+    """A source ready for validation and upload. ``url`` is a secret (presigned)."""
+
+    source: AdapterSource
+    fingerprint: str
+    url: SecretStr | None = None
+    expires_at: datetime | None = None
+    revision_sha: str | None = None
+    size_bytes: int | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def model_source(self) -> SecretStr:
+        """What Together's ``model_source`` gets: the presigned URL, or the Hub repo URL."""
+        if self.source.kind == SourceKind.HUB:
+            return SecretStr(f"{HUB_URL}/{self.source.repo_id}")
+        if self.url is None:
+            raise SourceError(
+                f"{self.source.display} has no URL Together could fetch; stage it to S3 first."
+            )
+        return self.url
+
+
+def resolve_source(
+    source: AdapterSource,
+    *,
+    expires_s: int = DEFAULT_LIFETIME_S,
+    s3_client: Any | None = None,
+    hf_token: str | SecretStr | None = None,
+    hf_endpoint: str | None = None,
+) -> ResolvedSource:
+    """Sign S3 archives, pin Hub revisions, fingerprint everything."""
+    if source.kind == SourceKind.S3_ARCHIVE:
+        assert source.bucket and source.key
+        client = s3_client or make_s3_client()
+        info = head_object(client, source.bucket, source.key)
+        signed = presign_get(source.bucket, source.key, expires_s=expires_s, client=client)
+        return ResolvedSource(
+            source=source,
+            fingerprint=info.fingerprint,
+            url=signed.url,
+            expires_at=signed.expires_at,
+            size_bytes=info.size,
+            warnings=signed.warnings,
+        )
+    if source.kind == SourceKind.HUB:
+        assert source.repo_id
+        sha = resolve_revision(
+            source.repo_id, source.revision, token=hf_token, endpoint=hf_endpoint
+        )
+        return ResolvedSource(
+            source=source, fingerprint=f"hf:{source.repo_id}@{sha}", revision_sha=sha
+        )
+    if source.kind == SourceKind.URL:
+        assert source.url is not None
+        with HttpRangeReader(source.url, buffer_size=1) as reader:
+            tag = reader.etag or reader.version_id
+            size = reader.size
+        if not tag:
+            raise SourceError(
+                f"{source.display} sent no ETag: the content cannot be "
+                "fingerprinted. Use s3://bucket/key so the plugin presigns it."
+            )
+        return ResolvedSource(
+            source=source,
+            fingerprint=f"etag:{tag.strip(chr(34))}-{size}",
+            url=source.url,
+            size_bytes=size,
+        )
+    if source.kind == SourceKind.LOCAL_DIR:
+        assert source.path
+        return ResolvedSource(source=source, fingerprint=folder_fingerprint(Path(source.path)))
+    if source.kind == SourceKind.LOCAL_ARCHIVE:
+        assert source.path
+        path = Path(source.path)
+        return ResolvedSource(
+            source=source, fingerprint=f"sha256:{file_sha256(path)}", size_bytes=path.stat().st_size
+        )
+    raise SourceError(
+        f"{source.display} is an S3 folder: stage it as an archive first "
+        "(the publish flow does this with staging_uri)."
+    )
+
+
+def is_local_host(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+        return address.is_loopback or address.is_private or address.is_link_local
+    return False
+
+
+def detect_format(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "raw safetensors file"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "JSON file"
+    return "unknown"
+
+
+class FormatMismatch(SourceError):
+    """The archive is not .zip/.tar/.tar.gz, or its bytes contradict its extension."""
+
+    def __init__(self, expected: str | None, detected: str) -> None:
+        self.detected = detected
+        said = f" but the file name says .{expected}" if expected else ""
+        super().__init__(f"Archive must be .zip, .tar or .tar.gz (detected: {detected}{said}).")
+
+
+def read_adapter_files(
+    resolved: ResolvedSource,
+    *,
+    hf_token: str | SecretStr | None = None,
+    hf_endpoint: str | None = None,
+    http_client: httpx.Client | None = None,
+) -> AdapterFiles:
+    """Read members, config and safetensors header — never the weights."""
+    source = resolved.source
+    if source.kind == SourceKind.HUB:
+        assert source.repo_id and resolved.revision_sha
+        return read_hub(source.repo_id, resolved.revision_sha, token=hf_token, endpoint=hf_endpoint)
+    if source.kind == SourceKind.LOCAL_DIR:
+        assert source.path
+        files = read_directory(Path(source.path))
+    elif source.kind == SourceKind.LOCAL_ARCHIVE:
+        assert source.path
+        files = _read_local_archive(Path(source.path))
+    elif resolved.url is not None:
+        files = _read_remote_archive(resolved.url, source, http_client)
+    else:
+        raise SourceError(f"{source.display} cannot be read before it is staged and signed.")
+    files.fingerprint = resolved.fingerprint
+    return files
+
+
+def _read_local_archive(path: Path) -> AdapterFiles:
+    with path.open("rb") as fh:
+        head = fh.read(512)
+        detected = detect_format(head)
+        expected = archive_format(path.name)
+        if detected not in ("zip", "tar", "tar.gz") or (expected and expected != detected):
+            raise FormatMismatch(expected, detected)
+        fh.seek(0)
+        if detected == "zip":
+            files = read_zip(fh)
+        else:
+            files = read_tar(fh, stream=detected == "tar.gz", fmt=detected)
+        files.bytes_read = fh.tell()
+        files.requests = 0
+    return files
+
+
+def _read_remote_archive(
+    url: SecretStr, source: AdapterSource, client: httpx.Client | None
+) -> AdapterFiles:
+    expected = source.archive_format
+    if expected == "tar.gz":
+        return _stream_tar_gz(url, client)
+    reader = HttpRangeReader(url, client=client)
+    try:
+        detected = _sniff(reader)
+        if detected not in ("zip", "tar", "tar.gz") or (expected and expected != detected):
+            raise FormatMismatch(expected, detected)
+        if detected == "tar.gz":
+            reader.close()
+            return _stream_tar_gz(url, client)
+        files = read_zip(reader) if detected == "zip" else read_tar(reader, stream=False)
+        files.bytes_read, files.requests = reader.bytes_read, reader.requests
+        return files
+    finally:
+        reader.close()
+
+
+def _sniff(reader: RangedReader) -> str:
+    """Format from the tail already fetched (zip end record) or, failing that, the head."""
+    tail_start = max(0, reader.size - reader.buffer_size)
+    reader.seek(tail_start)
+    tail = reader.read(reader.size - tail_start)
+    if b"PK\x05\x06" in tail[-(22 + 65535) :]:
+        return "zip"
+    reader.seek(0)
+    head = reader.read(512)
+    reader.seek(0)
+    return detect_format(head)
+
+
+def _stream_tar_gz(url: SecretStr, client: httpx.Client | None) -> AdapterFiles:
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(30.0), follow_redirects=True)
+    try:
+        with http.stream("GET", url.get_secret_value()) as response:
+            if response.status_code != 200:
+                from prefect_together_lora.redaction import strip_query
+                from prefect_together_lora.sources.ranged import _http_error_message
+
+                response.read()
+                raise SourceError(
+                    _http_error_message(strip_query(url.get_secret_value()), response)
+                )
+            stream = CountingStream(response.iter_raw(16 * 1024))
+            head = stream.read(2)
+            if head != b"\x1f\x8b":
+                raise FormatMismatch("tar.gz", detect_format(head))
+            files = read_tar(_Prepend(head, stream), stream=True, fmt="tar.gz")
+            files.bytes_read, files.requests = stream.bytes_read, 1
+            return files
+    except httpx.HTTPError as exc:
+        raise SourceError(f"Could not stream the archive: {type(exc).__name__}") from None
+    finally:
+        if own:
+            http.close()
+
+
+class _Prepend(CountingStream):
+    def __init__(self, first: bytes, rest: CountingStream) -> None:
+        def chunks() -> Any:
+            yield first
+            while chunk := rest.read(64 * 1024):
+                yield chunk
+
+        super().__init__(chunks())

@@ -1,0 +1,163 @@
+"""Package local folders and S3 folders as one zip (files at the root) and put it in S3 under a
+content-addressed key, because Together fetches a single archive through a presigned URL.
+
+The zip is deterministic (sorted names, fixed timestamps), so the same adapter always gives the
+same sha256 and key, and an existing key is never uploaded again. Data streams through a
+temporary file: memory stays constant whatever the adapter's size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
+from prefect_together_lora.sources.archive import is_junk
+from prefect_together_lora.sources.local import file_sha256
+from prefect_together_lora.sources.s3 import head_object, list_objects, make_s3_client
+
+STAGING_ENV = "TOGETHER_LORA_STAGING_URI"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_CHUNK = 1 << 20
+
+
+class StagedArchive(BaseModel):
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    uploaded: bool
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def staging_location(staging_uri: str | None) -> tuple[str, str]:
+    """(bucket, prefix) from ``s3://bucket/prefix`` or ``$TOGETHER_LORA_STAGING_URI``."""
+    uri = staging_uri or os.environ.get(STAGING_ENV)
+    if not uri:
+        raise SourceError(
+            "This source must be staged to S3 (Together fetches one archive by presigned URL) "
+            f"but no staging location is set: pass staging_uri='s3://bucket/prefix' or set "
+            f"{STAGING_ENV}."
+        )
+    if not uri.startswith("s3://"):
+        raise SourceError(f"staging_uri must look like s3://bucket/prefix (got {uri!r}).")
+    bucket, _, prefix = uri[5:].partition("/")
+    if not bucket:
+        raise SourceError(f"staging_uri {uri!r} names no bucket.")
+    return bucket, prefix.strip("/")
+
+
+def _skip(relative: str) -> bool:
+    return is_junk(relative) or any(part.startswith(".") for part in relative.split("/"))
+
+
+def write_zip(entries: Iterator[tuple[str, Callable[[], IO[bytes]]]], out: IO[bytes]) -> None:
+    """A deterministic zip of ``(name, opener)`` entries; safetensors stored, the rest deflated."""
+    with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
+        for name, opener in sorted(entries, key=lambda e: e[0]):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = (
+                zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+            )
+            with opener() as src, archive.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _folder_entries(folder: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and not _skip(relative):
+            yield relative, partial(_open_file, path)
+
+
+def _s3_entries(
+    client: Any, bucket: str, prefix: str
+) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    objects = list_objects(client, bucket, prefix)
+    if not objects:
+        raise SourceError(f"s3://{bucket}/{prefix} holds no objects.")
+    for obj in objects:
+        relative = obj.key[len(prefix) :].lstrip("/")
+        if relative and not obj.key.endswith("/") and not _skip(relative):
+            yield relative, partial(_s3_body, client, bucket, obj.key)
+
+
+def _open_file(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+def _s3_body(client: Any, bucket: str, key: str) -> IO[bytes]:
+    body: IO[bytes] = client.get_object(Bucket=bucket, Key=key)["Body"]
+    return body
+
+
+@contextmanager
+def _temp_file(suffix: str) -> Iterator[Path]:
+    handle, name = tempfile.mkstemp(prefix="together-lora-", suffix=suffix)
+    os.close(handle)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _put_if_absent(client: Any, path: Path, bucket: str, key: str, sha256: str) -> StagedArchive:
+    size = path.stat().st_size
+    try:
+        existing = head_object(client, bucket, key)
+    except SourceError:
+        existing = None
+    if existing is not None and existing.size == size:
+        return StagedArchive(bucket=bucket, key=key, sha256=sha256, size=size, uploaded=False)
+    client.upload_file(
+        str(path),
+        bucket,
+        key,
+        ExtraArgs={
+            "Metadata": {"sha256": sha256},
+            "ContentType": "application/zip" if key.endswith(".zip") else "application/gzip",
+        },
+    )
+    return StagedArchive(bucket=bucket, key=key, sha256=sha256, size=size, uploaded=True)
+
+
+def stage_source(
+    source: AdapterSource, staging_uri: str | None = None, *, s3_client: Any | None = None
+) -> StagedArchive:
+    """Put a local folder, a local archive or an S3 folder in S3 as one archive."""
+    if not source.needs_staging:
+        raise SourceError(f"{source.display} does not need staging.")
+    bucket, prefix = staging_location(staging_uri)
+    client = s3_client or make_s3_client()
+    if source.kind == SourceKind.LOCAL_ARCHIVE:
+        assert source.path
+        path = Path(source.path)
+        fmt = archive_format(path.name) or "zip"
+        digest = file_sha256(path)
+        key = "/".join(p for p in (prefix, f"{digest}.{fmt}") if p)
+        return _put_if_absent(client, path, bucket, key, digest)
+    with _temp_file(".zip") as tmp:
+        with tmp.open("wb") as out:
+            if source.kind == SourceKind.LOCAL_DIR:
+                assert source.path
+                write_zip(_folder_entries(Path(source.path)), out)
+            else:
+                assert source.bucket is not None and source.key is not None
+                write_zip(_s3_entries(client, source.bucket, source.key), out)
+        digest = file_sha256(tmp)
+        key = "/".join(p for p in (prefix, f"{digest}.zip") if p)
+        return _put_if_absent(client, tmp, bucket, key, digest)

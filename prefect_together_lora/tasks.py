@@ -1,0 +1,301 @@
+"""The Prefect tasks: thin wrappers over the plain functions, adding retries, caching, logs and
+artifacts. Which tasks cache, and why:
+
+- ``stage``: not cached; staging is content-addressed itself (an existing key is not re-sent).
+- ``presign``: never cached or persisted — its result is a secret URL, and signing is local.
+- ``validate``: cached on the adapter's content fingerprint + base model + rules version.
+- ``upload``: cached on fingerprint + model name + base model + account, so a re-run reuses the
+  job; if that cache is gone, the client reconciles Together's "name already exists".
+- ``await_job`` and ``smoke_infer``: never cached (status and inference are live).
+- ``evaluate``: cached on both model names + eval rows + options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
+
+from prefect_together_lora.caching import (
+    EvaluationCachePolicy,
+    UploadCachePolicy,
+    ValidationCachePolicy,
+)
+from prefect_together_lora.credentials import TogetherCredentials
+from prefect_together_lora.errors import (
+    AdapterInvalid,
+    SmokeTestFailed,
+    TogetherConnectionError,
+)
+from prefect_together_lora.evaluation.dataset import EvalRow
+from prefect_together_lora.evaluation.runner import EvalReport, run_eval
+from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
+from prefect_together_lora.polling import progress_of, wait_for_job
+from prefect_together_lora.reporting import (
+    artifact_key,
+    progress_artifact,
+    table_artifact,
+    update_progress,
+)
+from prefect_together_lora.retry import RETRYABLE_STATUS
+from prefect_together_lora.schemas import Job, StatusUpdate, UploadJob, ValidationReport
+from prefect_together_lora.smoke import SmokeReport, run_smoke
+from prefect_together_lora.sources import AdapterSource
+from prefect_together_lora.sources.resolve import ResolvedSource, resolve_source
+from prefect_together_lora.staging import stage_source
+from prefect_together_lora.validation.catalog import load_catalog
+from prefect_together_lora.validation.rules import ValidationOptions
+from prefect_together_lora.validation.validator import validate_resolved
+
+
+def s3_client_for(aws_credentials_block: str | None) -> Any:
+    """boto3's default chain, or the session of a saved prefect-aws ``AwsCredentials`` block."""
+    from prefect_together_lora.sources.s3 import make_s3_client
+
+    if not aws_credentials_block:
+        return make_s3_client()
+    from prefect.blocks.core import Block
+
+    try:
+        block: Any = Block.load(f"aws-credentials/{aws_credentials_block}")
+    except (ValueError, KeyError) as exc:
+        raise ValueError(
+            f"Cannot load AWS credentials block '{aws_credentials_block}' ({exc}); "
+            "install prefect-aws and save an AwsCredentials block first."
+        ) from None
+    return make_s3_client(block.get_boto3_session())
+
+
+def retry_on_crash(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect-level retries are for whole-task failures (network gone, worker trouble), not a
+    second layer of HTTP retries: the client already retried transient HTTP errors."""
+    try:
+        state.result()
+    except (TogetherConnectionError, ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="stage",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_on_crash,
+)
+def stage(
+    source: AdapterSource, staging_uri: str | None = None, aws_credentials_block: str | None = None
+) -> AdapterSource:
+    """Package a local folder/archive or an S3 folder as one archive in S3."""
+    staged = stage_source(source, staging_uri, s3_client=s3_client_for(aws_credentials_block))
+    get_run_logger().info(
+        "Staged %s as %s (%s, %d bytes)",
+        source.display,
+        staged.uri,
+        "uploaded" if staged.uploaded else "already there",
+        staged.size,
+    )
+    return AdapterSource.s3(staged.bucket, staged.key)
+
+
+@task(
+    name="presign",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_on_crash,
+)
+def presign(
+    source: AdapterSource,
+    expires_s: int = 6 * 3600,
+    hf_token: SecretStr | None = None,
+    aws_credentials_block: str | None = None,
+) -> ResolvedSource:
+    """SigV4-presign an S3 archive (≥ 100 min) or pin a Hub revision; fingerprint the content."""
+    client = s3_client_for(aws_credentials_block) if source.bucket else None
+    resolved = resolve_source(source, expires_s=expires_s, s3_client=client, hf_token=hf_token)
+    logger = get_run_logger()
+    for warning in resolved.warnings:
+        logger.warning(warning)
+    logger.info("Resolved %s (fingerprint %s)", source.display, resolved.fingerprint)
+    return resolved
+
+
+@task(
+    name="validate",
+    cache_policy=ValidationCachePolicy(),
+    cache_expiration=timedelta(days=7),
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_on_crash,
+)
+def validate(
+    resolved: ResolvedSource,
+    base_model: str,
+    settings: ValidationSettings | None = None,
+    hf_token: SecretStr | None = None,
+) -> ValidationReport:
+    """Every rule that metadata can decide, reading only headers; raises AdapterInvalid."""
+    settings = settings or ValidationSettings()
+    catalog = load_catalog(settings.catalog_path, variable=settings.catalog_variable)
+    report = validate_resolved(
+        resolved,
+        base_model,
+        catalog=catalog,
+        options=ValidationOptions(max_rank=settings.max_rank),
+        hf_token=hf_token,
+    )
+    logger = get_run_logger()
+    for finding in report.findings:
+        log = logger.error if finding.severity == "error" else logger.info
+        log("%s %s: %s", finding.severity.upper(), finding.code, finding.message)
+    logger.info("Validation read %d bytes in %d requests", report.bytes_read, report.requests)
+    if not report.valid:
+        raise AdapterInvalid(report.findings, report.source)
+    return report
+
+
+@task(
+    name="upload",
+    cache_policy=UploadCachePolicy(),
+    cache_expiration=timedelta(days=30),
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=retry_on_crash,
+)
+def upload(
+    resolved: ResolvedSource,
+    model_name: str,
+    base_model: str,
+    credentials: TogetherCredentials,
+    description: str | None = None,
+    hf_token: SecretStr | None = None,
+) -> UploadJob:
+    """``POST /v1/models`` with ``model_type=adapter``; idempotent per adapter and account."""
+    with credentials.get_sync_client() as client:
+        job = client.upload_adapter(
+            model_name,
+            resolved.model_source,
+            base_model,
+            description=description,
+            hf_token=hf_token,
+        )
+    get_run_logger().info(
+        "Upload job %s for %s (%s)",
+        job.job_id,
+        job.model_name,
+        "existing job" if job.reconciled else "created",
+    )
+    return job
+
+
+@task(name="await_job", cache_policy=NO_CACHE, persist_result=False)
+def await_job(
+    job_id: str,
+    credentials: TogetherCredentials,
+    options: JobOptions | None = None,
+    model_name: str | None = None,
+) -> list[StatusUpdate]:
+    """Poll until Complete (returns the status timeline) or raise JobFailed / JobTimedOut."""
+    logger = get_run_logger()
+    progress_id = progress_artifact(
+        artifact_key("job", model_name or job_id), 0.0, f"Together job {job_id}"
+    )
+
+    def on_update(job: Job, fresh: list[StatusUpdate]) -> None:
+        for update in fresh:
+            logger.info("Job %s: %s — %s", job_id, update.status.value, update.message)
+        update_progress(progress_id, progress_of(job), f"Together job {job_id}: {job.status}")
+
+    with credentials.get_sync_client() as client:
+        job = wait_for_job(client, job_id, options, on_update=on_update)
+    return list(job.status_updates)
+
+
+@task(name="smoke_infer", cache_policy=NO_CACHE)
+def smoke_infer(
+    model_name: str, credentials: TogetherCredentials, options: SmokeOptions | None = None
+) -> SmokeReport:
+    """A few real calls; tolerant of cold start; fails on errors or empty outputs."""
+    options = options or SmokeOptions()
+    logger = get_run_logger()
+    # 503 here is a cold start: smoke's own loop waits for it (counted, up to ready_timeout_s)
+    retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {503})
+    with credentials.get_sync_client(retry) as client:
+        report = run_smoke(
+            client,
+            model_name,
+            options,
+            on_wait=lambda exc: logger.info(
+                "%s is not ready yet (%s); retrying in %.0fs",
+                model_name,
+                exc.status_code,
+                options.retry_interval_s,
+            ),
+        )
+    table_artifact(
+        artifact_key("smoke", model_name),
+        [
+            {
+                "prompt": s.prompt,
+                "output": s.error or s.output,
+                "latency_s": s.latency_s,
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "finish_reason": s.finish_reason,
+            }
+            for s in report.samples
+        ],
+        f"Smoke test of {model_name}",
+    )
+    logger.info(
+        "Smoke test: %d/%d calls answered, %d cold-start retries",
+        len(report.samples) - len(report.failures),
+        len(report.samples),
+        report.cold_start_retries,
+    )
+    if not report.passed:
+        first = report.failures[0]
+        raise SmokeTestFailed(
+            f"{len(report.failures)} of {len(report.samples)} smoke calls to "
+            f"{model_name} failed; first: {first.error or 'empty output'} "
+            f"(prompt: {first.prompt[:80]!r})."
+        )
+    return report
+
+
+@task(name="evaluate", cache_policy=EvaluationCachePolicy(), cache_expiration=timedelta(days=7))
+def evaluate(
+    rows: list[EvalRow],
+    adapter_model: str,
+    base_model: str,
+    credentials: TogetherCredentials,
+    options: EvalOptions | None = None,
+) -> EvalReport:
+    """The eval set on adapter and base (same seed/temperature), scored, with the gate's
+    criteria; the flow decides whether a failed gate fails or warns."""
+    options = options or EvalOptions()
+
+    async def go() -> EvalReport:
+        async with credentials.get_async_client() as client:
+            return await run_eval(client, rows, adapter_model, base_model, options)
+
+    report = asyncio.run(go())
+    get_run_logger().info(
+        "Eval: adapter %.3f vs base %.3f (delta %+.3f), %d/%d/%d W/T/L, verdict %s",
+        report.adapter_mean,
+        report.base_mean,
+        report.delta,
+        report.wins,
+        report.ties,
+        report.losses,
+        report.verdict,
+    )
+    return report
