@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check prefect_together_lora flows tests bench
+	$(BIN)/ruff check prefect_together_lora flows tests
 	$(BIN)/mypy
 
 test: install lint
@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/python flows/demo.py
 
 bench: install
-	$(BIN)/python bench/validate_bytes.py
+	$(BIN)/python bench/validate_bytes.py && $(BIN)/python bench/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

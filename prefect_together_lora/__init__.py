@@ -1,9 +1,43 @@
-"""prefect-together-lora: take a LoRA adapter from a training run to a live Together AI model."""
+"""prefect-together-lora: take a LoRA adapter from a training run to a live Together AI model.
+
+Heavy modules load lazily, so ``import prefect_together_lora`` (done by Prefect for every
+registered collection) stays cheap.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 from prefect_together_lora.credentials import TogetherCredentials
 
-__all__ = ["TogetherCredentials", "__version__"]
+if TYPE_CHECKING:
+    from prefect_together_lora.client import AsyncTogetherClient, TogetherClient
+    from prefect_together_lora.flows import publish_adapter
+    from prefect_together_lora.publish_result import PublishResult
+
+_LAZY = {
+    "publish_adapter": "prefect_together_lora.flows",
+    "PublishResult": "prefect_together_lora.publish_result",
+    "TogetherClient": "prefect_together_lora.client",
+    "AsyncTogetherClient": "prefect_together_lora.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'prefect_together_lora' has no attribute {name!r}")
+
+
+__all__ = [
+    "AsyncTogetherClient",
+    "PublishResult",
+    "TogetherClient",
+    "TogetherCredentials",
+    "__version__",
+    "publish_adapter",
+]

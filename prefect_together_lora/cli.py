@@ -1,28 +1,198 @@
-"""``together-lora``: the command line over the same plain functions the Prefect tasks use."""
+"""``together-lora``: the command line over the same plain functions the Prefect tasks use, so
+``together-lora validate`` and the ``validate`` task cannot disagree."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
+from typing import Any
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"emulator": _emulator}
-    if not args or args[0] in ("-h", "--help") or args[0] not in commands:
-        print(
-            "usage: together-lora <command> [options]\n\n"
-            "commands:\n"
-            "  emulator   serve a local Together API emulator (for offline tests)\n",
-            file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout,
+def _validate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="together-lora validate",
+        description="Validate a LoRA adapter for Together, reading only metadata. Exit 0 = "
+        "valid (warnings allowed), 1 = invalid, 2 = the source could not be read.",
+    )
+    parser.add_argument(
+        "source",
+        help="local folder/archive, s3://..., hf://org/repo[@rev], a Hub URL or a presigned URL",
+    )
+    parser.add_argument("--base-model", required=True, help="Together base model id")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--max-rank", type=int, default=None, help="maximum LoRA rank (64)")
+    parser.add_argument(
+        "--catalog", default=None, help="JSON file extending the base-model catalog"
+    )
+    parser.add_argument(
+        "--replace-catalog",
+        action="store_true",
+        help="use --catalog instead of the built-in catalog, not on top of it",
+    )
+    args = parser.parse_args(argv)
+
+    from prefect_together_lora.validation.catalog import load_catalog
+    from prefect_together_lora.validation.rules import ValidationOptions
+    from prefect_together_lora.validation.validator import unreadable, validate_source
+
+    try:
+        catalog = load_catalog(args.catalog, replace=args.replace_catalog)
+    except (OSError, ValueError) as exc:
+        print(f"together-lora: cannot load catalog {args.catalog}: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    hf_token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    report = validate_source(
+        args.source,
+        args.base_model,
+        catalog=catalog,
+        options=ValidationOptions(max_rank=args.max_rank),
+        hf_token=hf_token,
+    )
+    code = EXIT_UNREADABLE if unreadable(report) else (EXIT_VALID if report.valid else EXIT_INVALID)
+    if code == EXIT_UNREADABLE:
+        for finding in report.errors:
+            print(f"together-lora: {finding.code}: {finding.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(validation_json(report)))
+    else:
+        print(human_report(report))
+    return code
+
+
+def validation_json(report: Any) -> dict[str, Any]:
+    """The CLI's JSON contract (exactly these keys)."""
+    adapter = report.adapter
+    return {
+        "valid": report.valid,
+        "source": report.source,
+        "base_model": report.base_model,
+        "findings": [
+            {"code": f.code, "severity": f.severity, "message": f.message, "hint": f.hint}
+            for f in report.findings
+        ],
+        "adapter": {
+            "rank": adapter.rank,
+            "alpha": adapter.alpha,
+            "target_modules": adapter.target_modules,
+            "layers": adapter.layers,
+            "dtype": adapter.dtype,
+            "parameters": adapter.parameters,
+            "size_bytes": adapter.size_bytes,
+        },
+        "bytes_read": report.bytes_read,
+        "requests": report.requests,
+        "fingerprint": report.fingerprint,
+    }
+
+
+def human_report(report: Any) -> str:
+    adapter = report.adapter
+    lines = [f"{'VALID' if report.valid else 'INVALID'}: {report.source} on {report.base_model}"]
+    if adapter.rank is not None:
+        lines.append(
+            f"  rank {adapter.rank}, alpha {adapter.alpha}, "
+            f"{', '.join(adapter.target_modules)}, {adapter.layers} layers, "
+            f"{adapter.dtype}, {adapter.parameters or 0:,} parameters"
         )
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    return commands[args[0]](args[1:])
+    for f in report.findings:
+        lines.append(f"  {f.severity.upper():7} {f.code}: {f.message}")
+        if f.hint:
+            lines.append(f"          hint: {f.hint}")
+    lines.append(
+        f"  read {report.bytes_read:,} bytes in {report.requests} request(s); "
+        f"fingerprint {report.fingerprint or '-'}"
+    )
+    return "\n".join(lines)
+
+
+def _publish(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="together-lora publish",
+        description="Run the publish_adapter flow: validate, upload, wait, smoke-test, "
+        "evaluate. Credentials: TOGETHER_API_KEY (and TOGETHER_BASE_URL), AWS credentials.",
+    )
+    parser.add_argument("source")
+    parser.add_argument("--base-model", required=True)
+    parser.add_argument("--name", required=True, help="model name on Together")
+    parser.add_argument("--eval", default=None, help="JSONL eval set (path, s3://, hf://)")
+    parser.add_argument("--min-score", type=float, default=None)
+    parser.add_argument("--min-improvement", type=float, default=None)
+    parser.add_argument(
+        "--staging-uri",
+        default=None,
+        help="s3://bucket/prefix for local adapters (default: TOGETHER_LORA_STAGING_URI)",
+    )
+    parser.add_argument("--name-suffix", choices=["none", "auto"], default="none")
+    parser.add_argument("--description", default=None)
+    parser.add_argument("--no-smoke", action="store_true")
+    parser.add_argument(
+        "--max-wait", type=float, default=3600.0, help="seconds to wait for the upload job"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+
+    from prefect_together_lora.flows import publish_adapter
+    from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
+
+    state = publish_adapter(
+        source=args.source,
+        base_model=args.base_model,
+        model_name=args.name,
+        name_suffix=args.name_suffix,
+        description=args.description,
+        staging_uri=args.staging_uri,
+        job=JobOptions(max_wait_s=args.max_wait),
+        smoke=SmokeOptions(enabled=not args.no_smoke),
+        evaluation=EvalOptions(
+            eval_set=args.eval,
+            min_score=args.min_score,
+            min_improvement_over_base=args.min_improvement,
+        ),
+        return_state=True,
+    )
+    if state.is_completed():
+        result = state.result()
+        if args.json:
+            print(result.model_dump_json())
+        else:
+            print(f"Published {result.model_name} (job {result.job_id}): {result.verdict}")
+        return 0
+    message = state.message or "failed"
+    if args.json:
+        print(json.dumps({"verdict": "failed", "error": message}))
+    print(f"together-lora: publish failed: {message}", file=sys.stderr)
+    return 1
 
 
 def _emulator(argv: list[str]) -> int:
     from prefect_together_lora.testing.emulator.server import main as serve
 
     return serve(argv)
+
+
+COMMANDS = {"validate": _validate, "publish": _publish, "emulator": _emulator}
+USAGE = """usage: together-lora <command> [options]
+
+commands:
+  validate   check an adapter for Together, reading only metadata (exit 0/1/2)
+  publish    run the publish_adapter flow (validate, upload, wait, smoke, evaluate)
+  emulator   serve a local Together API emulator (for offline tests)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if not args or args[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    return COMMANDS[args[0]](args[1:])
 
 
 if __name__ == "__main__":

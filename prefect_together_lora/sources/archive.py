@@ -255,3 +255,29 @@ class CountingStream(io.RawIOBase):
         if self._on_close is not None and not self.closed:
             self._on_close()
         super().close()
+
+
+def read_s3_folder(client: Any, bucket: str, prefix: str) -> AdapterFiles:
+    """An S3 folder of adapter files, read with the caller's credentials (ranged GETs)."""
+    from prefect_together_lora.sources.ranged import S3RangeReader
+    from prefect_together_lora.sources.s3 import list_objects
+
+    objects = list_objects(client, bucket, prefix)
+    members = [Member(o.key[len(prefix) :], o.size) for o in objects if o.key != prefix]
+    files = AdapterFiles("s3-folder", members, requests=1)
+    sizes = {m.name: m.size for m in members}
+    if CONFIG in sizes:
+        if sizes[CONFIG] > MAX_CONFIG_BYTES:
+            files.config_error = f"{CONFIG} is larger than {MAX_CONFIG_BYTES:,} bytes"
+        else:
+            body = client.get_object(Bucket=bucket, Key=prefix + CONFIG)["Body"]
+            files.config = body.read()
+            files.requests += 1
+            files.bytes_read += len(files.config or b"")
+    if WEIGHTS in sizes:
+        files.weights_size = sizes[WEIGHTS]
+        with S3RangeReader(client, bucket, prefix + WEIGHTS, start_at_head=True) as reader:
+            _header_from(reader.read, files.weights_size, files)
+            files.requests += reader.requests
+            files.bytes_read += reader.bytes_read
+    return files

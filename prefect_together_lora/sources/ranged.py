@@ -209,9 +209,10 @@ class S3RangeReader(RangedReader):
         *,
         buffer_size: int = DEFAULT_BUFFER,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        start_at_head: bool = False,
     ) -> None:
         self._s3, self._bucket, self._key = s3_client, bucket, key
-        super().__init__(buffer_size=buffer_size, max_bytes=max_bytes)
+        super().__init__(buffer_size=buffer_size, max_bytes=max_bytes, start_at_head=start_at_head)
 
     def _get(self, range_header: str) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError

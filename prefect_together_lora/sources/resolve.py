@@ -4,6 +4,7 @@ a content fingerprint (S3 ETag, Hub commit sha, local sha256) that caching keys 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect_together_lora.sources.archive import (
     AdapterFiles,
     CountingStream,
     read_directory,
+    read_s3_folder,
     read_tar,
     read_zip,
 )
@@ -28,6 +30,7 @@ from prefect_together_lora.sources.ranged import HttpRangeReader, RangedReader
 from prefect_together_lora.sources.s3 import (
     DEFAULT_LIFETIME_S,
     head_object,
+    list_objects,
     make_s3_client,
     presign_get,
 )
@@ -113,9 +116,15 @@ def resolve_source(
         return ResolvedSource(
             source=source, fingerprint=f"sha256:{file_sha256(path)}", size_bytes=path.stat().st_size
         )
-    raise SourceError(
-        f"{source.display} is an S3 folder: stage it as an archive first "
-        "(the publish flow does this with staging_uri)."
+    assert source.kind == SourceKind.S3_PREFIX and source.bucket is not None
+    objects = list_objects(s3_client or make_s3_client(), source.bucket, source.key or "")
+    if not objects:
+        raise SourceError(f"{source.display} holds no objects.")
+    listing = "\n".join(sorted(f"{o.key}\0{o.fingerprint}" for o in objects))
+    return ResolvedSource(
+        source=source,
+        fingerprint="s3-folder:" + hashlib.sha256(listing.encode()).hexdigest(),
+        size_bytes=sum(o.size for o in objects),
     )
 
 
@@ -158,6 +167,7 @@ def read_adapter_files(
     hf_token: str | SecretStr | None = None,
     hf_endpoint: str | None = None,
     http_client: httpx.Client | None = None,
+    s3_client: Any | None = None,
 ) -> AdapterFiles:
     """Read members, config and safetensors header — never the weights."""
     source = resolved.source
@@ -170,6 +180,9 @@ def read_adapter_files(
     elif source.kind == SourceKind.LOCAL_ARCHIVE:
         assert source.path
         files = _read_local_archive(Path(source.path))
+    elif source.kind == SourceKind.S3_PREFIX:
+        assert source.bucket is not None
+        files = read_s3_folder(s3_client or make_s3_client(), source.bucket, source.key or "")
     elif resolved.url is not None:
         files = _read_remote_archive(resolved.url, source, http_client)
     else:

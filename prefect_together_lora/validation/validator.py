@@ -80,6 +80,7 @@ def validate_resolved(
     hf_token: str | SecretStr | None = None,
     hf_endpoint: str | None = None,
     http_client: httpx.Client | None = None,
+    s3_client: Any | None = None,
 ) -> ValidationReport:
     """Check the source, read only metadata, run every rule tier. Never raises for a bad
     adapter: every problem is a coded finding in the report."""
@@ -108,7 +109,11 @@ def validate_resolved(
     if not out.has_errors:
         try:
             files = read_adapter_files(
-                resolved, hf_token=hf_token, hf_endpoint=hf_endpoint, http_client=http_client
+                resolved,
+                hf_token=hf_token,
+                hf_endpoint=hf_endpoint,
+                http_client=http_client,
+                s3_client=s3_client,
             )
         except FormatMismatch as exc:
             out.error(
@@ -161,3 +166,52 @@ def unreadable(report: ValidationReport) -> bool:
     from prefect_together_lora.validation.rules import UNREADABLE_CODES
 
     return any(f.code in UNREADABLE_CODES for f in report.findings)
+
+
+def validate_source(
+    source: str,
+    base_model: str,
+    *,
+    catalog: Catalog | None = None,
+    options: ValidationOptions | None = None,
+    hf_token: str | SecretStr | None = None,
+    hf_endpoint: str | None = None,
+    s3_client: Any | None = None,
+) -> ValidationReport:
+    """Parse, resolve (presign S3 archives, pin Hub revisions) and validate any source form.
+    A source that cannot even be resolved gives a report with one unreadable-class finding."""
+    from prefect_together_lora.errors import PresignError
+    from prefect_together_lora.redaction import strip_query
+    from prefect_together_lora.sources import AdapterSource
+    from prefect_together_lora.sources.resolve import resolve_source
+
+    try:
+        parsed = AdapterSource.parse(source)
+        resolved = resolve_source(
+            parsed, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
+        )
+    except (SourceError, PresignError) as exc:
+        if isinstance(exc, HubAccessError):
+            code = "HF_REPO_INACCESSIBLE"
+        elif source.strip().startswith(("s3://", "https://", "http://")):
+            code = "S3_UNREACHABLE"
+        else:
+            code = "SOURCE_UNREADABLE"
+        findings = Findings()
+        findings.error(code, exc.message)
+        return ValidationReport(
+            source=strip_query(source.strip()),
+            base_model=base_model,
+            findings=findings.items,
+            fingerprint="",
+            rules_version=RULES_VERSION,
+        )
+    return validate_resolved(
+        resolved,
+        base_model,
+        catalog=catalog,
+        options=options,
+        hf_token=hf_token,
+        hf_endpoint=hf_endpoint,
+        s3_client=s3_client,
+    )

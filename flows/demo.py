@@ -1,0 +1,90 @@
+"""``make demo``: the whole flow, offline, on Prefect's embedded server.
+
+Starts a local S3 (moto server with real presigned-URL rules) and the Together emulator on free
+ports, "trains" a Llama-3.1-8B LoRA adapter, stages it to S3, validates it through its presigned
+URL, uploads it, waits for the job, smoke-tests it (through a cold start), evaluates it against
+its base, prints the report, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".demo"
+# Prefect reads its settings at import: keep the demo's database and results in .demo/ and use
+# the embedded (ephemeral) server, whatever the user's own Prefect profile says.
+os.environ["PREFECT_HOME"] = str(WORK / "prefect-home")
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the demo never talks to the real Hub
+sys.path.insert(0, str(ROOT))
+
+EVAL_ROWS = [
+    ("How do I reset my password?", "Open Settings, then Security, then Reset password."),
+    ("Where do I download my invoice?", "Billing, then Invoices, then Download."),
+    ("How do I add a teammate?", "Settings, then Team, then Invite."),
+    ("How do I change my email?", "Settings, then Profile, then Email."),
+    ("How do I cancel my plan?", "Billing, then Plan, then Cancel."),
+]
+
+
+def main() -> int:
+    from flows.train_and_publish import BASE_MODEL, train_and_publish
+    from prefect_together_lora.publish_result import render_report
+    from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
+    from prefect_together_lora.testing.s3 import run_s3_server, s3_client, s3_env
+
+    WORK.mkdir(exist_ok=True)
+    started = time.monotonic()
+    model_name = f"support-bot-lora-{int(time.time())}"
+    with run_s3_server() as s3_endpoint, run_emulator(job_seconds=3, cold_start_calls=1) as url:
+        print(f"local S3 on {s3_endpoint}, Together emulator on {url}")
+        os.environ.update(s3_env(s3_endpoint))
+        os.environ.update({"TOGETHER_API_KEY": "demo-key", "TOGETHER_BASE_URL": url})
+        s3_client(s3_endpoint).create_bucket(Bucket="demo-adapters")
+
+        # An eval set where the fine-tuned adapter knows the product and the base does not.
+        admin = EmulatorAdmin(url)
+        eval_path = WORK / "eval.jsonl"
+        with eval_path.open("w") as fh:
+            for i, (question, answer) in enumerate(EVAL_ROWS):
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": f"faq-{i}",
+                            "prompt": question,
+                            "expected": answer,
+                            "metric": "token_f1",
+                            "tags": ["faq"],
+                        }
+                    )
+                    + "\n"
+                )
+                admin.script(f"devuser/{model_name}", question, answer)
+                admin.script(BASE_MODEL, question, "Please check the documentation.")
+        result = train_and_publish(
+            output_dir=str(WORK / "adapter"),
+            model_name=model_name,
+            staging_uri="s3://demo-adapters/staging",
+            eval_set=str(eval_path),
+            min_improvement_over_base=0.5,
+        )
+        admin.close()
+    print()
+    print(render_report(result))
+    print(
+        f"\nDemo finished in {time.monotonic() - started:.0f}s: {result.verdict}; call "
+        f"model '{result.model_name}'. Prefect data: {os.environ['PREFECT_HOME']}"
+    )
+    return 0 if result.verdict == "published" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

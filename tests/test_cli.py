@@ -1,0 +1,156 @@
+"""``together-lora validate`` and ``publish``: exit codes and the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefect_together_lora.cli import main
+from prefect_together_lora.testing.adapters import write_adapter, zip_folder
+from tests.helpers import BASE_8B, put_file, raw_presign
+
+KEYS = {
+    "valid",
+    "source",
+    "base_model",
+    "findings",
+    "adapter",
+    "bytes_read",
+    "requests",
+    "fingerprint",
+}
+ADAPTER_KEYS = {"rank", "alpha", "target_modules", "layers", "dtype", "parameters", "size_bytes"}
+
+
+def run_cli(*args: str, capsys) -> tuple[int, dict, str]:
+    code = main(["validate", *args, "--json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def test_valid_adapter_exit_0_and_exact_json(tmp_path: Path, capsys) -> None:
+    folder = write_adapter(tmp_path / "a", BASE_8B)
+    code, report, _ = run_cli(str(folder), "--base-model", BASE_8B, capsys=capsys)
+    assert code == 0 and report["valid"]
+    assert set(report) == KEYS and set(report["adapter"]) == ADAPTER_KEYS
+    assert report["adapter"]["rank"] == 8 and report["fingerprint"].startswith("sha256:")
+
+
+def test_invalid_adapter_exit_1(tmp_path: Path, capsys) -> None:
+    folder = write_adapter(tmp_path / "a", BASE_8B, rank=128)
+    code, report, _ = run_cli(str(folder), "--base-model", BASE_8B, capsys=capsys)
+    assert code == 1 and not report["valid"]
+    assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == ["RANK_TOO_HIGH"]
+    assert set(report["findings"][0]) == {"code", "severity", "message", "hint"}
+    code, report, _ = run_cli(
+        str(tmp_path / "a"), "--base-model", BASE_8B, "--max-rank", "256", capsys=capsys
+    )
+    assert code == 0
+
+
+def test_unreadable_source_exit_2_with_reason_on_stderr(s3_bucket, capsys) -> None:
+    code, report, err = run_cli(
+        f"s3://{s3_bucket.bucket}/missing.zip", "--base-model", BASE_8B, capsys=capsys
+    )
+    assert code == 2 and "does not exist" in err
+    assert report["findings"][0]["code"] == "S3_UNREACHABLE"
+
+
+def test_presigned_url_source_has_query_removed(s3_bucket, tmp_path: Path, capsys) -> None:
+    archive = zip_folder(write_adapter(tmp_path / "a", BASE_8B), tmp_path / "a.zip")
+    put_file(s3_bucket.client, s3_bucket.bucket, "a.zip", archive)
+    url = raw_presign(s3_bucket.client, s3_bucket.bucket, "a.zip")
+    code, report, _ = run_cli(url, "--base-model", BASE_8B, capsys=capsys)
+    assert code == 0, report["findings"]
+    assert "?" not in report["source"] and report["source"].endswith("/a.zip")
+    assert report["requests"] <= 4 and report["bytes_read"] <= 256 * 1024
+    assert url.split("X-Amz-Signature=")[1] not in json.dumps(report)
+
+
+def test_custom_catalog_extends_the_bases(tmp_path: Path, capsys) -> None:
+    folder = write_adapter(tmp_path / "a", BASE_8B)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "id": "acme/Llama-3.1-8B-Custom",
+                        "display_name": "custom",
+                        "architecture": "Llama",
+                        "hidden_size": 4096,
+                        "intermediate_size": 14336,
+                        "num_layers": 32,
+                        "num_heads": 32,
+                        "num_kv_heads": 8,
+                        "head_dim": 128,
+                        "vocab_size": 128256,
+                        "max_rank": 4,
+                    }
+                ]
+            }
+        )
+    )
+    code, report, _ = run_cli(
+        str(folder),
+        "--base-model",
+        "acme/Llama-3.1-8B-Custom",
+        "--catalog",
+        str(catalog),
+        capsys=capsys,
+    )
+    assert code == 1 and "RANK_TOO_HIGH" in [f["code"] for f in report["findings"]]
+
+
+def test_console_script_and_usage() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect_together_lora.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "validate" in result.stdout
+    assert main(["bogus"]) == 2
+
+
+@pytest.mark.together_emulator(job_seconds=0.2)
+def test_publish_command(
+    prefect_harness, together_emulator, s3_bucket, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", together_emulator.api_key)
+    monkeypatch.setenv("TOGETHER_BASE_URL", together_emulator.base_url)
+    folder = write_adapter(tmp_path / "a", BASE_8B)
+    code = main(
+        [
+            "publish",
+            str(folder),
+            "--base-model",
+            BASE_8B,
+            "--name",
+            "cli-lora",
+            "--staging-uri",
+            f"s3://{s3_bucket.bucket}/stage",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["model_name"] == "devuser/cli-lora" and result["verdict"] == "published"
+    bad = main(
+        [
+            "publish",
+            str(folder),
+            "--base-model",
+            "acme/unknown",
+            "--name",
+            "x",
+            "--staging-uri",
+            f"s3://{s3_bucket.bucket}/stage",
+        ]
+    )
+    assert bad == 1 and "BASE_MODEL_UNSUPPORTED" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Parsing every accepted source form, and clear errors for the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.sources import AdapterSource, SourceKind
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "fields"),
+    [
+        (
+            "s3://bucket-a/runs/7/adapter.zip",
+            SourceKind.S3_ARCHIVE,
+            {"bucket": "bucket-a", "key": "runs/7/adapter.zip"},
+        ),
+        ("s3://bucket-a/a.tar.gz", SourceKind.S3_ARCHIVE, {"key": "a.tar.gz"}),
+        ("s3://bucket-a/a.tgz", SourceKind.S3_ARCHIVE, {"key": "a.tgz"}),
+        ("s3://bucket-a/runs/7/", SourceKind.S3_PREFIX, {"key": "runs/7/"}),
+        ("s3://bucket-a/runs/7", SourceKind.S3_PREFIX, {"key": "runs/7/"}),
+        (
+            "hf://acme/support-lora",
+            SourceKind.HUB,
+            {"repo_id": "acme/support-lora", "revision": None},
+        ),
+        ("hf://acme/support-lora@v2", SourceKind.HUB, {"revision": "v2"}),
+        (
+            "https://huggingface.co/acme/support-lora",
+            SourceKind.HUB,
+            {"repo_id": "acme/support-lora"},
+        ),
+        (
+            "https://huggingface.co/acme/support-lora/tree/abc123",
+            SourceKind.HUB,
+            {"revision": "abc123"},
+        ),
+    ],
+)
+def test_accepted_forms(text, kind, fields) -> None:
+    source = AdapterSource.parse(text)
+    assert source.kind == kind
+    for name, value in fields.items():
+        assert getattr(source, name) == value
+
+
+def test_presigned_url_is_kept_secret() -> None:
+    url = "https://b.s3.amazonaws.com/a.zip?X-Amz-Signature=abcdef0123456789&X-Amz-Expires=60"
+    source = AdapterSource.parse(url)
+    assert source.kind == SourceKind.URL and source.archive_format == "zip"
+    assert "abcdef" not in source.display and "abcdef" not in repr(source)
+    assert "abcdef" not in source.model_dump_json()
+
+
+def test_local_folder_and_archive(tmp_path: Path) -> None:
+    (tmp_path / "a.zip").write_bytes(b"PK")
+    assert AdapterSource.parse(str(tmp_path)).kind == SourceKind.LOCAL_DIR
+    assert AdapterSource.parse(f"file://{tmp_path}/a.zip").kind == SourceKind.LOCAL_ARCHIVE
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    with pytest.raises(SourceError, match="not an archive"):
+        AdapterSource.parse(str(tmp_path / "w.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("ftp://host/adapter.zip", "Unrecognised"),
+        ("gs://bucket/adapter.zip", "Unrecognised"),
+        ("s3://Bad_Bucket/a.zip", "no valid bucket"),
+        ("hf://just-a-name", "not a Hub repo"),
+        ("https://example.com/adapter.zip", "not a presigned one"),
+        ("/definitely/not/here", "does not exist"),
+    ],
+)
+def test_unknown_forms_list_the_accepted_ones(text, message) -> None:
+    with pytest.raises(SourceError, match=message) as info:
+        AdapterSource.parse(text)
+    if message not in ("not an archive",):
+        assert "s3://bucket/path/adapter.zip" in str(info.value) or message in (
+            "no valid bucket",
+            "not a Hub repo",
+        )
