@@ -51,17 +51,31 @@ class RangedReader(io.RawIOBase):
         self._size = self._open_head() if start_at_head else self._open_tail()
 
     # subclasses implement these two ---------------------------------------------------------
-    def _fetch(self, start: int, end: int) -> bytes:  # pragma: no cover - abstract
+    def _request(self, range_header: str) -> tuple[bytes, int | None]:  # pragma: no cover
+        """One ranged read: (body, total size from Content-Range, or None when the server
+        ignored the range and sent the whole object)."""
+        raise NotImplementedError
+
+    def _whole(self, data: bytes) -> bytes:
+        if len(data) > self.max_bytes:
+            raise ReadBudgetExceeded(f"{self._describe()} does not support Range requests.")
+        return data
+
+    def _describe(self) -> str:
+        return "the object"
+
+    def _fetch_tail(self, length: int) -> tuple[bytes, int]:
+        data, total = self._request(f"bytes=-{length}")
+        return (data, total) if total is not None else (self._whole(data), len(data))
+
+    def _fetch_head(self, length: int) -> tuple[bytes, int]:
+        data, total = self._request(f"bytes=0-{length - 1}")
+        return (data, total) if total is not None else (self._whole(data)[:length], len(data))
+
+    def _fetch(self, start: int, end: int) -> bytes:
         """Bytes [start, end] inclusive."""
-        raise NotImplementedError
-
-    def _fetch_tail(self, length: int) -> tuple[bytes, int]:  # pragma: no cover - abstract
-        """The last ``length`` bytes and the total size."""
-        raise NotImplementedError
-
-    def _fetch_head(self, length: int) -> tuple[bytes, int]:  # pragma: no cover - abstract
-        """The first ``length`` bytes and the total size."""
-        raise NotImplementedError
+        data, total = self._request(f"bytes={start}-{end}")
+        return data if total is not None else self._whole(data)[start : end + 1]
 
     def _open_head(self) -> int:
         data, size = self._fetch_head(self.buffer_size)
@@ -174,28 +188,14 @@ class HttpRangeReader(RangedReader):
         self.version_id = self.version_id or response.headers.get("x-amz-version-id")
         return response
 
-    def _fetch_tail(self, length: int) -> tuple[bytes, int]:
-        response = self._get(f"bytes=-{length}")
-        if response.status_code == 200:
-            # A server that ignores Range sent the whole object: accept it only when small.
-            if len(response.content) > self.max_bytes:
-                raise ReadBudgetExceeded(f"{self._display} does not support Range requests.")
-            return response.content, len(response.content)
-        return response.content, _total_size(response, self._display)
+    def _describe(self) -> str:
+        return self._display
 
-    def _fetch_head(self, length: int) -> tuple[bytes, int]:
-        response = self._get(f"bytes=0-{length - 1}")
+    def _request(self, range_header: str) -> tuple[bytes, int | None]:
+        response = self._get(range_header)
         if response.status_code == 200:
-            if len(response.content) > self.max_bytes:
-                raise ReadBudgetExceeded(f"{self._display} does not support Range requests.")
-            return response.content[:length], len(response.content)
+            return response.content, None
         return response.content, _total_size(response, self._display)
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        response = self._get(f"bytes={start}-{end}")
-        if response.status_code == 200:
-            return response.content[start : end + 1]
-        return response.content
 
 
 class S3RangeReader(RangedReader):
@@ -230,22 +230,16 @@ class S3RangeReader(RangedReader):
         self.version_id = self.version_id or result.get("VersionId")
         return result
 
-    def _fetch_tail(self, length: int) -> tuple[bytes, int]:
-        result = self._get(f"bytes=-{length}")
-        data = result["Body"].read()
-        match = _CONTENT_RANGE.match(result.get("ContentRange", "") or "")
-        size = int(match.group(3)) if match and match.group(3) != "*" else len(data)
-        return data, size
+    def _describe(self) -> str:
+        return f"s3://{self._bucket}/{self._key}"
 
-    def _fetch_head(self, length: int) -> tuple[bytes, int]:
-        result = self._get(f"bytes=0-{length - 1}")
-        data = result["Body"].read()
+    def _request(self, range_header: str) -> tuple[bytes, int | None]:
+        result = self._get(range_header)
+        data = bytes(result["Body"].read())
         match = _CONTENT_RANGE.match(result.get("ContentRange", "") or "")
-        size = int(match.group(3)) if match and match.group(3) != "*" else len(data)
-        return data, size
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        return bytes(self._get(f"bytes={start}-{end}")["Body"].read())
+        if match is None:
+            return data, None
+        return data, int(match.group(3)) if match.group(3) != "*" else None
 
 
 def _total_size(response: httpx.Response, display: str) -> int:
