@@ -26,6 +26,11 @@ def _validate(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--max-rank", type=int, default=None, help="maximum LoRA rank (64)")
     parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="also sample lora_B values (all-zero / NaN); reads up to 1 MiB",
+    )
+    parser.add_argument(
         "--catalog", default=None, help="JSON file extending the base-model catalog"
     )
     parser.add_argument(
@@ -49,7 +54,7 @@ def _validate(argv: list[str]) -> int:
         args.source,
         args.base_model,
         catalog=catalog,
-        options=ValidationOptions(max_rank=args.max_rank),
+        options=ValidationOptions(max_rank=args.max_rank, check_data=args.check_data),
         hf_token=hf_token,
     )
     code = EXIT_UNREADABLE if unreadable(report) else (EXIT_VALID if report.valid else EXIT_INVALID)

@@ -23,8 +23,10 @@ from prefect_together_lora.reporting import (
     slug,
     table_artifact,
 )
-from prefect_together_lora.schemas import ValidationReport
+from prefect_together_lora.schemas import Finding, ValidationReport
 from prefect_together_lora.sources import AdapterSource
+from prefect_together_lora.sources.hf import revision_moved
+from prefect_together_lora.sources.resolve import ResolvedSource
 from prefect_together_lora.tasks import (
     await_job,
     evaluate,
@@ -116,16 +118,21 @@ def publish_adapter(
         resolved = presign(parsed, presign_expires_s, hf_token, aws_credentials_block)
         result.fingerprint = resolved.fingerprint
         step = "validate"
-        try:
-            report = validate(resolved, base_model, validation, hf_token)
-        except AdapterInvalid as exc:
-            result.validation = ValidationReport(
-                source=parsed.display,
-                base_model=base_model,
-                findings=exc.findings,
-                fingerprint=resolved.fingerprint,
+        report = _validate(result, resolved, base_model, validation, hf_token)
+        moved = revision_moved(resolved, hf_token)
+        if moved is not None:  # H2: the Hub repo changed while we validated: validate again
+            finding = Finding(
+                code="HF_REVISION_MOVED",
+                severity="warning",
+                message=f"Revision '{parsed.revision or 'main'}' moved from "
+                f"{(resolved.revision_sha or '')[:12]} to {moved[:12]} during validation; "
+                "re-validating.",
             )
-            raise
+            logger.warning("%s: %s", finding.code, finding.message)
+            resolved = presign(parsed, presign_expires_s, hf_token, aws_credentials_block)
+            result.fingerprint = resolved.fingerprint
+            report = _validate(result, resolved, base_model, validation, hf_token)
+            report = report.model_copy(update={"findings": [finding, *report.findings]})
         result.validation = report
         name = _final_name(model_name, name_suffix, resolved.fingerprint)
         events.emit(
@@ -183,6 +190,26 @@ def publish_adapter(
     finally:
         _write_report(result, creds)
     return result
+
+
+def _validate(
+    result: PublishResult,
+    resolved: ResolvedSource,
+    base_model: str,
+    settings: ValidationSettings,
+    hf_token: SecretStr | None,
+) -> ValidationReport:
+    try:
+        return validate(resolved, base_model, settings, hf_token)
+    except AdapterInvalid as exc:
+        result.fingerprint = resolved.fingerprint
+        result.validation = ValidationReport(
+            source=resolved.source.display,
+            base_model=base_model,
+            findings=exc.findings,
+            fingerprint=resolved.fingerprint,
+        )
+        raise
 
 
 def _report_evaluation(result: PublishResult) -> None:

@@ -91,6 +91,11 @@ class ValidationSettings(_Options):
     catalog_path: str | None = Field(
         default=None, description="JSON file extending the base-model catalog."
     )
+    check_data: bool = Field(
+        default=False,
+        description="Also sample lora_B values (rule T9: all-zero or NaN/Inf); reads up to "
+        "1 MiB of weights.",
+    )
     catalog_variable: str | None = Field(
         default=None, description="Prefect Variable holding a catalog extension (JSON)."
     )

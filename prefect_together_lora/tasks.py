@@ -149,7 +149,7 @@ def validate(
         resolved,
         base_model,
         catalog=catalog,
-        options=ValidationOptions(max_rank=settings.max_rank),
+        options=ValidationOptions(max_rank=settings.max_rank, check_data=settings.check_data),
         hf_token=hf_token,
     )
     logger = get_run_logger()

@@ -54,10 +54,16 @@ class AdapterFiles:
     header: SafetensorsHeader | None = None
     header_error: str | None = None
     weights_size: int | None = None
+    data_sample: bytes = b""
     bytes_read: int = 0
     requests: int = 0
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def clean_name(name: str) -> str:
+    """Member names as printable text: undecodable bytes become U+FFFD, never surrogates."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def normalize_member(name: str) -> str:
@@ -77,12 +83,26 @@ def _limited_read(stream: IO[bytes], limit: int, what: str) -> bytes:
     return data
 
 
-def _header_from(read: Callable[[int], bytes], size: int | None, files: AdapterFiles) -> None:
+def _header_from(
+    read: Callable[[int], bytes], size: int | None, files: AdapterFiles, sample_bytes: int = 0
+) -> None:
+    """Parse the header; with ``sample_bytes``, also keep the start of the data region (T9)."""
     try:
         _, raw = read_header_bytes(read, size)
         files.header = parse_header(raw, size)
     except HeaderProblem as exc:
         files.header_error = str(exc)
+        return
+    if sample_bytes > 0:
+        wanted = min(sample_bytes, files.header.data_end)
+        chunks, got = [], 0
+        while got < wanted:
+            chunk = read(min(wanted - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        files.data_sample = b"".join(chunks)
 
 
 class _Deadline:
@@ -94,7 +114,9 @@ class _Deadline:
             raise SourceError("Reading the adapter took too long and was abandoned.")
 
 
-def read_zip(fileobj: Readable, *, deadline_s: float = DEFAULT_DEADLINE_S) -> AdapterFiles:
+def read_zip(
+    fileobj: Readable, *, deadline_s: float = DEFAULT_DEADLINE_S, sample_bytes: int = 0
+) -> AdapterFiles:
     deadline = _Deadline(deadline_s)
     try:
         archive = zipfile.ZipFile(cast(IO[bytes], fileobj))
@@ -105,7 +127,13 @@ def read_zip(fileobj: Readable, *, deadline_s: float = DEFAULT_DEADLINE_S) -> Ad
         if len(infos) > MAX_MEMBERS:
             raise SourceError(f"zip has {len(infos):,} entries (limit {MAX_MEMBERS:,})")
         members = [
-            Member(i.filename, i.file_size, i.is_dir(), i.compress_type, bool(i.flag_bits & 0x1))
+            Member(
+                clean_name(i.filename),
+                i.file_size,
+                i.is_dir(),
+                i.compress_type,
+                bool(i.flag_bits & 0x1),
+            )
             for i in infos
         ]
         files = AdapterFiles("zip", members)
@@ -126,7 +154,7 @@ def read_zip(fileobj: Readable, *, deadline_s: float = DEFAULT_DEADLINE_S) -> Ad
             files.weights_size = weights.file_size
             try:
                 with archive.open(weights) as fh:
-                    _header_from(fh.read, weights.file_size, files)
+                    _header_from(fh.read, weights.file_size, files, sample_bytes)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
                 files.header_error = f"member cannot be read ({exc})"
     return files
@@ -140,7 +168,12 @@ def _readable(info: zipfile.ZipInfo) -> bool:
 
 
 def read_tar(
-    fileobj: Readable, *, stream: bool, deadline_s: float = DEFAULT_DEADLINE_S, fmt: str = "tar"
+    fileobj: Readable,
+    *,
+    stream: bool,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    fmt: str = "tar",
+    sample_bytes: int = 0,
 ) -> AdapterFiles:
     """Plain tar over a seekable reader (``stream=False``) or tar.gz over a forward-only stream
     (``stream=True``: stops as soon as both adapter members have been read)."""
@@ -152,7 +185,7 @@ def read_tar(
             for member in _iter_tar(archive):
                 deadline.check()
                 name = normalize_member(member.name)
-                files.members.append(Member(member.name, member.size, member.isdir()))
+                files.members.append(Member(clean_name(member.name), member.size, member.isdir()))
                 if len(files.members) > MAX_MEMBERS:
                     raise SourceError(f"tar has more than {MAX_MEMBERS:,} entries")
                 if name == CONFIG and member.isfile() and files.config is None:
@@ -168,7 +201,7 @@ def read_tar(
                     files.weights_size = member.size
                     handle = archive.extractfile(member)
                     if handle is not None:
-                        _header_from(handle.read, member.size, files)
+                        _header_from(handle.read, member.size, files, sample_bytes)
                 if (
                     stream
                     and files.config is not None
@@ -193,7 +226,7 @@ def _iter_tar(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def read_directory(path: Path) -> AdapterFiles:
+def read_directory(path: Path, sample_bytes: int = 0) -> AdapterFiles:
     members = []
     for item in sorted(path.rglob("*")):
         rel = item.relative_to(path).as_posix()
@@ -218,11 +251,37 @@ def read_directory(path: Path) -> AdapterFiles:
     if weights.is_file():
         files.weights_size = weights.stat().st_size
         with weights.open("rb") as fh:
-            _header_from(fh.read, files.weights_size, files)
-    files.bytes_read = len(files.config or b"") + (
-        8 + files.header.header_len if files.header else 8
-    )
+            _header_from(fh.read, files.weights_size, files, sample_bytes)
+    header = 8 + files.header.header_len if files.header else 8
+    files.bytes_read = len(files.config or b"") + header + len(files.data_sample)
     return files
+
+
+class CountingFile(io.RawIOBase):
+    """A seekable local file that counts the bytes actually read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.bytes_read += len(data)
+        return len(data)
 
 
 class CountingStream(io.RawIOBase):
@@ -257,7 +316,7 @@ class CountingStream(io.RawIOBase):
         super().close()
 
 
-def read_s3_folder(client: Any, bucket: str, prefix: str) -> AdapterFiles:
+def read_s3_folder(client: Any, bucket: str, prefix: str, sample_bytes: int = 0) -> AdapterFiles:
     """An S3 folder of adapter files, read with the caller's credentials (ranged GETs)."""
     from prefect_together_lora.sources.ranged import S3RangeReader
     from prefect_together_lora.sources.s3 import list_objects
@@ -277,7 +336,7 @@ def read_s3_folder(client: Any, bucket: str, prefix: str) -> AdapterFiles:
     if WEIGHTS in sizes:
         files.weights_size = sizes[WEIGHTS]
         with S3RangeReader(client, bucket, prefix + WEIGHTS, start_at_head=True) as reader:
-            _header_from(reader.read, files.weights_size, files)
+            _header_from(reader.read, files.weights_size, files, sample_bytes)
             files.requests += reader.requests
             files.bytes_read += reader.bytes_read
     return files

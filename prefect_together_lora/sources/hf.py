@@ -100,7 +100,12 @@ def resolve_revision(
 
 
 def read_hub(
-    repo_id: str, sha: str, *, token: str | SecretStr | None = None, endpoint: str | None = None
+    repo_id: str,
+    sha: str,
+    *,
+    token: str | SecretStr | None = None,
+    endpoint: str | None = None,
+    sample_bytes: int = 0,
 ) -> AdapterFiles:
     """Members (probed paths, or the whole tree when the adapter is not at the root), the config
     and the safetensors header, all at commit ``sha``."""
@@ -140,7 +145,20 @@ def read_hub(
         url = hf_hub_url(repo_id, WEIGHTS, revision=sha, endpoint=endpoint)
         headers = build_hf_headers(token=secret_value(token) or False)
         with HttpRangeReader(url, headers=headers, start_at_head=True) as reader:
-            _header_from(reader.read, files.weights_size, files)
+            _header_from(reader.read, files.weights_size, files, sample_bytes)
             files.requests += reader.requests
             files.bytes_read += reader.bytes_read
     return files
+
+
+def revision_moved(
+    resolved: Any, token: str | SecretStr | None = None, endpoint: str | None = None
+) -> str | None:
+    """H2: the commit the revision points at now, when it differs from the validated one."""
+    source = resolved.source
+    if source.repo_id is None or resolved.revision_sha is None:
+        return None
+    if source.revision and source.revision == resolved.revision_sha:
+        return None  # pinned to a commit: it cannot move
+    current = resolve_revision(source.repo_id, source.revision, token=token, endpoint=endpoint)
+    return current if current != resolved.revision_sha else None

@@ -18,6 +18,7 @@ from prefect_together_lora.errors import SourceError
 from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
 from prefect_together_lora.sources.archive import (
     AdapterFiles,
+    CountingFile,
     CountingStream,
     read_directory,
     read_s3_folder,
@@ -168,31 +169,41 @@ def read_adapter_files(
     hf_endpoint: str | None = None,
     http_client: httpx.Client | None = None,
     s3_client: Any | None = None,
+    sample_bytes: int = 0,
 ) -> AdapterFiles:
-    """Read members, config and safetensors header — never the weights."""
+    """Read members, config and safetensors header — never the weights (with
+    ``sample_bytes``, also that many bytes of the data region, for the optional T9 rule)."""
     source = resolved.source
     if source.kind == SourceKind.HUB:
         assert source.repo_id and resolved.revision_sha
-        return read_hub(source.repo_id, resolved.revision_sha, token=hf_token, endpoint=hf_endpoint)
+        return read_hub(
+            source.repo_id,
+            resolved.revision_sha,
+            token=hf_token,
+            endpoint=hf_endpoint,
+            sample_bytes=sample_bytes,
+        )
     if source.kind == SourceKind.LOCAL_DIR:
         assert source.path
-        files = read_directory(Path(source.path))
+        files = read_directory(Path(source.path), sample_bytes)
     elif source.kind == SourceKind.LOCAL_ARCHIVE:
         assert source.path
-        files = _read_local_archive(Path(source.path))
+        files = _read_local_archive(Path(source.path), sample_bytes)
     elif source.kind == SourceKind.S3_PREFIX:
         assert source.bucket is not None
-        files = read_s3_folder(s3_client or make_s3_client(), source.bucket, source.key or "")
+        files = read_s3_folder(
+            s3_client or make_s3_client(), source.bucket, source.key or "", sample_bytes
+        )
     elif resolved.url is not None:
-        files = _read_remote_archive(resolved.url, source, http_client)
+        files = _read_remote_archive(resolved.url, source, http_client, sample_bytes)
     else:
         raise SourceError(f"{source.display} cannot be read before it is staged and signed.")
     files.fingerprint = resolved.fingerprint
     return files
 
 
-def _read_local_archive(path: Path) -> AdapterFiles:
-    with path.open("rb") as fh:
+def _read_local_archive(path: Path, sample_bytes: int) -> AdapterFiles:
+    with path.open("rb") as raw, CountingFile(raw) as fh:
         head = fh.read(512)
         detected = detect_format(head)
         expected = archive_format(path.name)
@@ -200,20 +211,22 @@ def _read_local_archive(path: Path) -> AdapterFiles:
             raise FormatMismatch(expected, detected)
         fh.seek(0)
         if detected == "zip":
-            files = read_zip(fh)
+            files = read_zip(fh, sample_bytes=sample_bytes)
         else:
-            files = read_tar(fh, stream=detected == "tar.gz", fmt=detected)
-        files.bytes_read = fh.tell()
+            files = read_tar(
+                fh, stream=detected == "tar.gz", fmt=detected, sample_bytes=sample_bytes
+            )
+        files.bytes_read = fh.bytes_read
         files.requests = 0
     return files
 
 
 def _read_remote_archive(
-    url: SecretStr, source: AdapterSource, client: httpx.Client | None
+    url: SecretStr, source: AdapterSource, client: httpx.Client | None, sample_bytes: int
 ) -> AdapterFiles:
     expected = source.archive_format
     if expected == "tar.gz":
-        return _stream_tar_gz(url, client)
+        return _stream_tar_gz(url, client, sample_bytes)
     reader = HttpRangeReader(url, client=client)
     try:
         detected = _sniff(reader)
@@ -221,8 +234,11 @@ def _read_remote_archive(
             raise FormatMismatch(expected, detected)
         if detected == "tar.gz":
             reader.close()
-            return _stream_tar_gz(url, client)
-        files = read_zip(reader) if detected == "zip" else read_tar(reader, stream=False)
+            return _stream_tar_gz(url, client, sample_bytes)
+        if detected == "zip":
+            files = read_zip(reader, sample_bytes=sample_bytes)
+        else:
+            files = read_tar(reader, stream=False, sample_bytes=sample_bytes)
         files.bytes_read, files.requests = reader.bytes_read, reader.requests
         return files
     finally:
@@ -242,7 +258,9 @@ def _sniff(reader: RangedReader) -> str:
     return detect_format(head)
 
 
-def _stream_tar_gz(url: SecretStr, client: httpx.Client | None) -> AdapterFiles:
+def _stream_tar_gz(
+    url: SecretStr, client: httpx.Client | None, sample_bytes: int = 0
+) -> AdapterFiles:
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0), follow_redirects=True)
     try:
@@ -259,7 +277,9 @@ def _stream_tar_gz(url: SecretStr, client: httpx.Client | None) -> AdapterFiles:
             head = stream.read(2)
             if head != b"\x1f\x8b":
                 raise FormatMismatch("tar.gz", detect_format(head))
-            files = read_tar(_Prepend(head, stream), stream=True, fmt="tar.gz")
+            files = read_tar(
+                _Prepend(head, stream), stream=True, fmt="tar.gz", sample_bytes=sample_bytes
+            )
             files.bytes_read, files.requests = stream.bytes_read, 1
             return files
     except httpx.HTTPError as exc:

@@ -29,6 +29,55 @@ RULES_VERSION = "2026.11.2"
 SUPPORTED_DTYPES = {"F16", "BF16", "F32"}
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4}
 UNREADABLE_CODES = {"S3_UNREACHABLE", "HF_REPO_INACCESSIBLE", "SOURCE_UNREADABLE"}
+# Every code a finding can carry (stable: flows and tests assert on them).
+ALL_CODES = frozenset(
+    {
+        "S3_NOT_PRESIGNED",
+        "S3_URL_EXPIRES_SOON",
+        "S3_URL_SESSION_TOKEN",
+        "S3_URL_NOT_PUBLIC",
+        "S3_UNREACHABLE",
+        "SOURCE_UNREADABLE",
+        "ARCHIVE_FORMAT",
+        "ARCHIVE_NESTED",
+        "ARCHIVE_UNSAFE_ENTRY",
+        "ARCHIVE_TRUNCATED",
+        "ARCHIVE_CORRUPT",
+        "HF_REPO_INACCESSIBLE",
+        "HF_REVISION_MOVED",
+        "HF_ADAPTER_NOT_AT_ROOT",
+        "MISSING_ADAPTER_CONFIG",
+        "MISSING_SAFETENSORS",
+        "NOT_AN_ADAPTER",
+        "CONFIG_INVALID_JSON",
+        "UNSUPPORTED_PEFT_TYPE",
+        "CONFIG_MISSING_FIELD",
+        "RANK_INVALID",
+        "RANK_TOO_HIGH",
+        "UNSUPPORTED_TASK_TYPE",
+        "DORA_UNSUPPORTED",
+        "MODULES_TO_SAVE_UNSUPPORTED",
+        "UNSUPPORTED_LORA_VARIANT",
+        "BASE_MODEL_UNSUPPORTED",
+        "BASE_MODEL_MISMATCH",
+        "BASE_MODEL_ALIAS",
+        "BASE_MODEL_QUANTIZED",
+        "TARGET_MODULE_UNSUPPORTED",
+        "SAFETENSORS_CORRUPT",
+        "ADAPTER_EMPTY",
+        "TENSOR_NAME_UNEXPECTED",
+        "TENSOR_PREFIX_MISMATCH",
+        "LAYER_INDEX_OUT_OF_RANGE",
+        "SHAPE_MISMATCH",
+        "TENSOR_DTYPE_UNSUPPORTED",
+        "TENSOR_DTYPE_F32",
+        "RANK_INCONSISTENT",
+        "ADAPTER_NOOP",
+        "ADAPTER_NOT_SAMPLED",
+        "TENSOR_NOT_FINITE",
+        "ADAPTER_SIZE_UNEXPECTED",
+    }
+)
 _MAX_LISTED = 5
 _TENSOR_KEY = re.compile(
     r"^base_model\.model\.(?P<prefix>(?:[\w]+\.)*?)layers\.(?P<layer>\d+)\."
@@ -41,6 +90,21 @@ class ValidationOptions:
     max_rank: int | None = None
     size_tolerance: float = 1.5
     min_url_lifetime_s: int = 100 * 60 + 10 * 60  # Together's 100 min, plus a margin
+    check_data: bool = False  # T9: sample lora_B values (reads sample_bytes of weights)
+    sample_bytes: int = 1 << 20
+
+
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+][^()]*\)\s*[*+{]")
+
+
+def safe_regex(pattern: str) -> re.Pattern[str] | None:
+    """Compile a user-supplied pattern unless it could backtrack catastrophically."""
+    if len(pattern) > 300 or _NESTED_QUANTIFIER.search(pattern):
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
 
 
 @dataclass
@@ -335,11 +399,12 @@ def check_target_modules(targets: Any, spec: BaseModelSpec, out: Findings) -> No
     if isinstance(targets, str):
         if targets == "all-linear":
             return
-        try:
-            regex = re.compile(targets)
-        except re.error as exc:
+        regex = safe_regex(targets)
+        if regex is None:
             out.error(
-                "TARGET_MODULE_UNSUPPORTED", f"target_modules regex {targets!r} is invalid ({exc})."
+                "TARGET_MODULE_UNSUPPORTED",
+                f"target_modules regex {targets[:80]!r} is invalid or too complex to check.",
+                "Use a list of module names such as ['q_proj', 'v_proj'].",
             )
             return
         samples = [
@@ -387,12 +452,10 @@ class _Module:
 def _rank_for(config: dict[str, Any], full_name: str) -> int | None:
     pattern = config.get("rank_pattern") or {}
     if isinstance(pattern, dict):
-        for key, value in pattern.items():
-            try:
-                if re.fullmatch(rf"(.*\.)?(?:{key})", full_name) and isinstance(value, int):
-                    return value
-            except re.error:
-                continue
+        for key, value in list(pattern.items())[:256]:
+            regex = safe_regex(rf"(?:.*\.)?(?:{key})") if isinstance(key, str) else None
+            if regex is not None and regex.fullmatch(full_name) and isinstance(value, int):
+                return value
     rank = config.get("r")
     return rank if isinstance(rank, int) and not isinstance(rank, bool) else None
 
@@ -516,7 +579,7 @@ def check_tensors(
 
     shape_errors: list[str] = []
     rank_errors: list[str] = []
-    for module in sorted(modules.values(), key=lambda m: (m.layer, m.path)):
+    for module in sorted(modules.values(), key=_module_order):
         where = f"layers.{module.layer}.{module.path}"
         if module.a is None or module.b is None:
             which = "lora_B" if module.a is not None else "lora_A"
@@ -593,6 +656,16 @@ def check_tensors(
         "shapes_fit": not shape_errors and not rank_errors,
         "modules": modules,
     }
+
+
+_CANONICAL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _module_order(module: _Module) -> tuple[int, int, str]:
+    """Layer, then q/k/v/o/gate/up/down order: the first message names the attention."""
+    proj = module.path.rsplit(".", 1)[-1]
+    rank = _CANONICAL.index(proj) if proj in _CANONICAL else len(_CANONICAL)
+    return module.layer, rank, module.path
 
 
 def suggest_base(
@@ -682,3 +755,40 @@ def summarize(
         if isinstance(config.get("base_model_name_or_path"), str)
         else None,
     )
+
+
+_NONFINITE_MASKS = {"F16": (2, 0x7C00), "BF16": (2, 0x7F80), "F32": (4, 0x7F800000)}
+
+
+def _nonfinite(data: bytes, dtype: str) -> bool:
+    width, mask = _NONFINITE_MASKS.get(dtype, (0, 0))
+    if not width or len(data) % width:
+        return False
+    words = memoryview(data).cast("H" if width == 2 else "I")
+    return any(w & mask == mask for w in words)
+
+
+def check_data(header: SafetensorsHeader, sample: bytes, out: Findings) -> None:
+    """T9 (optional): in the sampled start of the data, all-zero lora_B means the adapter does
+    nothing (untrained); NaN or Inf anywhere means it is broken."""
+    inside = [(n, t) for n, t in header.tensors.items() if t.end <= len(sample)]
+    lora_b = [(n, t) for n, t in inside if n.endswith("lora_B.weight")]
+    if not lora_b:
+        out.info(
+            "ADAPTER_NOT_SAMPLED",
+            f"No lora_B tensor lies within the {len(sample):,} bytes sampled; data check skipped.",
+        )
+    elif all(not any(sample[t.begin : t.end]) for _, t in lora_b):
+        out.warning(
+            "ADAPTER_NOOP",
+            f"All {len(lora_b)} sampled lora_B tensors are zero; this adapter has no effect "
+            "(was training run?).",
+            "Check the training run actually updated the adapter before saving.",
+        )
+    broken = [n for n, t in inside if _nonfinite(sample[t.begin : t.end], t.dtype)]
+    if broken:
+        out.error(
+            "TENSOR_NOT_FINITE",
+            f"NaN or Inf values in {_names(broken)}.",
+            "Training diverged or the file is corrupt; retrain or re-save.",
+        )

@@ -95,7 +95,11 @@ def read_header_bytes(
             f"header length {n:,} runs past the end of the {file_size:,}-byte file"
             " (truncated upload?)"
         )
-    raw = _read_exactly(read, n)
+    first_byte = _read_exactly(read, 1)
+    if first_byte != b"{":
+        # checked before reading N bytes: a zip bomb posing as a header costs one byte
+        raise HeaderProblem("header JSON does not start with '{'")
+    raw = first_byte + _read_exactly(read, n - 1)
     if len(raw) < n:
         raise HeaderProblem(f"file ends inside the {n:,}-byte header (truncated upload?)")
     return n, raw

@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from prefect_together_lora.errors import SourceError
+from prefect_together_lora.redaction import redact
 from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.sources import SourceKind
 from prefect_together_lora.sources.archive import AdapterFiles
@@ -26,6 +27,7 @@ from prefect_together_lora.validation.rules import (
     ValidationOptions,
     check_base_name,
     check_config,
+    check_data,
     check_layout,
     check_tensors,
     parse_config,
@@ -114,6 +116,7 @@ def validate_resolved(
                 hf_endpoint=hf_endpoint,
                 http_client=http_client,
                 s3_client=s3_client,
+                sample_bytes=options.sample_bytes if options.check_data else 0,
             )
         except FormatMismatch as exc:
             out.error(
@@ -126,6 +129,12 @@ def validate_resolved(
         except SourceError as exc:
             code = "S3_UNREACHABLE" if resolved.url is not None else "SOURCE_UNREADABLE"
             out.error(code, exc.message)
+        except Exception as exc:  # never a crash: a hostile archive becomes a finding
+            out.error(
+                "ARCHIVE_CORRUPT",
+                f"The archive could not be read ({type(exc).__name__}: {redact(str(exc))[:200]}).",
+                "Re-create the archive with zip or tar from the adapter folder.",
+            )
     config: dict[str, Any] | None = None
     facts: dict[str, Any] = {}
     if files is not None and not out.has_errors:
@@ -146,6 +155,8 @@ def validate_resolved(
             )
         else:
             facts = check_tensors(files.header, config, spec, catalog, options, out)
+            if facts and options.check_data:
+                check_data(files.header, files.data_sample, out)
             if facts:
                 check_base_name(config, spec, catalog, bool(facts.get("shapes_fit")), out)
     size = files.weights_size if files is not None else None
