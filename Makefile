@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check prefect_together_lora flows tests
+	$(BIN)/ruff check prefect_together_lora flows tests bench
 	$(BIN)/mypy
 
 test: install lint

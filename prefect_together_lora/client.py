@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -120,6 +121,8 @@ class _ClientCore:
         self.base_url = normalize_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        # responses seen per status code (retried ones included): e.g. how many 429s
+        self.status_counts: Counter[int] = Counter()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -210,6 +213,7 @@ class _ClientCore:
 
     def _after_response(self, call: _Call, attempt: int, response: httpx.Response) -> float | None:
         """None when the response is final (raises on a final error), else the delay to wait."""
+        self.status_counts[response.status_code] += 1
         if response.is_success:
             return None
         if attempt < self.retry.max_attempts and self.retry.is_retryable(response):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from prefect_together_lora.redaction import redact
+from prefect_together_lora.retry import retry_after_seconds
 
 if TYPE_CHECKING:
     from prefect_together_lora.schemas import Finding, Job
@@ -41,8 +42,10 @@ class TogetherError(TogetherLoraError):
         code: str | None = None,
         param: str | None = None,
         request_id: str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
         self.error_type = error_type
         self.code = code
         self.param = param
@@ -158,6 +161,7 @@ def error_from_response(response: httpx.Response) -> TogetherError:
         code=code,
         param=error.get("param") if isinstance(error.get("param"), str) else None,
         request_id=request_id,
+        retry_after_s=retry_after_seconds(response.headers),
     )
 
 

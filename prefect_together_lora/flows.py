@@ -3,16 +3,26 @@ reported Together model. Works on its own, from a deployment, or as a subflow of
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from prefect_together_lora import events
 from prefect_together_lora.credentials import TogetherCredentials
 from prefect_together_lora.errors import AdapterInvalid, EvalBelowThreshold
 from prefect_together_lora.evaluation.dataset import load_eval_set
-from prefect_together_lora.evaluation.runner import table_rows
+from prefect_together_lora.evaluation.runner import gate_failure_message, table_rows
+from prefect_together_lora.fleet import (
+    Candidate,
+    FleetEntry,
+    discover,
+    published_job,
+    skip_reason,
+)
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
 from prefect_together_lora.publish_result import PublishResult, render_report
 from prefect_together_lora.redaction import redact
@@ -23,7 +33,7 @@ from prefect_together_lora.reporting import (
     slug,
     table_artifact,
 )
-from prefect_together_lora.schemas import Finding, ValidationReport
+from prefect_together_lora.schemas import Finding, Job, ValidationReport
 from prefect_together_lora.sources import AdapterSource
 from prefect_together_lora.sources.hf import revision_moved
 from prefect_together_lora.sources.resolve import ResolvedSource
@@ -173,10 +183,7 @@ def publish_adapter(
             result.evaluation = evaluate(rows, uploaded.model_name, base_model, creds, evaluation)
             _report_evaluation(result)
             if not result.evaluation.passed:
-                failed = [c for c in result.evaluation.criteria if not c.passed]
-                message = "Evaluation gate failed: " + "; ".join(
-                    f"{c.name} {c.value:.4f} < {c.threshold}" for c in failed if c.value is not None
-                )
+                message = gate_failure_message(result.evaluation)
                 if evaluation.on_fail == "fail":
                     raise EvalBelowThreshold(message, result.evaluation)
                 logger.warning("%s (on_fail='warn': publishing anyway)", message)
@@ -229,11 +236,17 @@ def _report_evaluation(result: PublishResult) -> None:
             "adapter_mean": ev.adapter_mean,
             "base_mean": ev.base_mean,
             "delta": ev.delta,
+            "delta_ci": [ev.delta_ci_low, ev.delta_ci_high],
+            "criteria": {
+                c.name: {"value": c.value, "threshold": c.threshold, "passed": c.passed}
+                for c in ev.criteria
+            },
             "wins": ev.wins,
             "ties": ev.ties,
             "losses": ev.losses,
             "rows": len(ev.rows),
             "errors": ev.errors,
+            "throttled": ev.throttled,
         },
     )
 
@@ -265,4 +278,122 @@ def run_publish(**parameters: Any) -> PublishResult:
     return publish_adapter(**parameters)
 
 
-__all__ = ["publish_adapter", "run_publish", "slug"]
+__all__ = ["publish_adapter", "publish_new_adapters", "run_publish", "slug"]
+
+
+@task(name="discover-adapters", cache_policy=NO_CACHE)
+def discover_adapters(
+    location: str, name_prefix: str, hf_token: SecretStr | None = None
+) -> list[Candidate]:
+    """Every adapter under the location, fingerprinted and named by content."""
+    candidates = discover(location, name_prefix, hf_token=hf_token)
+    get_run_logger().info("Found %d adapter(s) under %s", len(candidates), location)
+    return candidates
+
+
+@task(name="list-together-jobs", cache_policy=NO_CACHE, persist_result=False)
+def list_together_jobs(credentials: TogetherCredentials) -> list[Job]:
+    with credentials.get_sync_client() as client:
+        return client.list_jobs()
+
+
+@flow(name="publish-new-adapters")
+def publish_new_adapters(
+    location: str,
+    base_model: str,
+    name_prefix: str = "lora",
+    credentials: TogetherCredentials | None = None,
+    staging_uri: str | None = None,
+    max_concurrent: int = 2,
+    hf_token_secret: str | None = None,
+    job: JobOptions = JobOptions(),
+    smoke: SmokeOptions = SmokeOptions(),
+    evaluation: EvalOptions = EvalOptions(),
+) -> list[FleetEntry]:
+    """Scan a location for adapters and publish the ones Together does not have yet, as
+    concurrent ``publish_adapter`` subflows; a summary table lists every adapter's outcome.
+
+    Args:
+        location: s3://bucket/prefix/ (archives, and folders holding adapter_config.json) or
+            hf://<author> (that author's model repos).
+        base_model: Together base model id every adapter found is published on.
+        name_prefix: Model names are <prefix>-<adapter>-<content hash>: one per content.
+        credentials: Together credentials block; default: TOGETHER_API_KEY.
+        staging_uri: s3://bucket/prefix where S3 folders are staged as zips; default:
+            TOGETHER_LORA_STAGING_URI.
+        max_concurrent: How many adapters are published at the same time.
+        hf_token_secret: Name of a Prefect Secret block holding the Hugging Face token.
+        job: How each upload job is polled.
+        smoke: Smoke test of each published adapter.
+        evaluation: Evaluation and gate applied to each published adapter.
+    """
+    logger = get_run_logger()
+    creds = credentials or TogetherCredentials.from_env()
+    hf_token = _hf_token(hf_token_secret)
+    candidates = discover_adapters(location, name_prefix, hf_token)
+    jobs = list_together_jobs(creds)
+    entries: list[FleetEntry] = []
+    todo: list[Candidate] = []
+    for candidate in candidates:
+        existing = published_job(jobs, candidate.model_name)
+        if existing is None:
+            todo.append(candidate)
+            continue
+        entries.append(
+            FleetEntry(
+                source=candidate.source,
+                model_name=candidate.model_name,
+                fingerprint=candidate.fingerprint,
+                action="skipped",
+                reason=skip_reason(existing),
+                job_id=existing.job_id,
+            )
+        )
+
+    def publish_one(candidate: Candidate) -> FleetEntry:
+        state = publish_adapter(
+            source=candidate.source,
+            base_model=base_model,
+            model_name=candidate.model_name,
+            credentials=creds,
+            staging_uri=staging_uri,
+            hf_token_secret=hf_token_secret,
+            job=job,
+            smoke=smoke,
+            evaluation=evaluation,
+            return_state=True,
+        )
+        entry = FleetEntry(
+            source=candidate.source,
+            model_name=candidate.model_name,
+            fingerprint=candidate.fingerprint,
+            action="published",
+        )
+        if state.is_completed():
+            entry.job_id = state.result().job_id
+        else:
+            entry.action, entry.reason = "failed", redact(state.message or "failed")
+        return entry
+
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
+        # each subflow runs in a copy of this flow's context, so it is linked as a child run
+        futures = [pool.submit(contextvars.copy_context().run, publish_one, c) for c in todo]
+        entries += [f.result() for f in futures]
+    table_artifact(
+        artifact_key("fleet", location),
+        [e.model_dump() for e in entries],
+        f"Fleet scan of {location}: {sum(e.action == 'published' for e in entries)} "
+        f"published, {sum(e.action == 'skipped' for e in entries)} skipped",
+    )
+    logger.info(
+        "Fleet scan of %s: %s",
+        location,
+        ", ".join(f"{e.model_name}={e.action}" for e in entries) or "nothing found",
+    )
+    failed = [e for e in entries if e.action == "failed"]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(entries)} adapters failed to publish: "
+            + "; ".join(f"{e.source}: {e.reason}" for e in failed)
+        )
+    return entries

@@ -3,9 +3,9 @@ in the Prefect UI (no free-form dicts, every field described, every default vali
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 DEFAULT_SMOKE_PROMPTS = [
     "Say hello in one short sentence.",
@@ -61,25 +61,74 @@ class EvalOptions(_Options):
 
     eval_set: str | None = Field(
         default=None,
-        description="JSONL eval set: local path, s3://... or hf://datasets/... "
+        description="JSONL eval set: local path, s3://... or hf://datasets/org/name/file.jsonl "
         "(rows: prompt or messages, expected, optional metric, tags, id).",
     )
     default_metric: str = Field(
-        default="exact_match", description="Metric for rows that name none."
+        default="exact_match",
+        description="Metric for rows that name none: exact_match, contains, regex, json_valid, "
+        "json_schema, token_f1, rouge_l, judge, or one registered with register_metric().",
     )
     max_tokens: int = Field(default=256, ge=1, le=8192, description="max_tokens per answer.")
     temperature: float = Field(default=0.0, ge=0, le=2, description="Same for both models.")
-    seed: int = Field(default=1234, description="Same seed for adapter and base.")
-    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight.")
+    seed: int = Field(default=1234, description="Same seed for both models and the bootstrap.")
+    concurrency: int = Field(default=8, ge=1, le=256, description="Most requests in flight.")
     min_score: float | None = Field(
         default=None, ge=0, le=1, description="Gate: the adapter's mean score at least this."
     )
-    min_improvement_over_base: float | None = Field(
-        default=None, ge=-1, le=1, description="Gate: adapter mean minus base mean at least this."
+    min_delta_over_base: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        validation_alias=AliasChoices("min_delta_over_base", "min_improvement_over_base"),
+        description="Gate: adapter mean minus base mean at least this.",
+    )
+    gate_on_interval: bool = Field(
+        default=False,
+        description="Apply min_delta_over_base to the lower bound of the 95% bootstrap "
+        "interval instead of the mean delta (stricter: the gain must be significant).",
+    )
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Gate: share of adapter calls that failed."
+    )
+    max_p95_latency_s: float | None = Field(
+        default=None, gt=0, description="Gate: 95th percentile adapter latency in seconds."
     )
     on_fail: Literal["fail", "warn"] = Field(
         default="fail", description="A failed gate fails the flow, or only warns."
     )
+    judge_model: str | None = Field(
+        default=None, description="Together model that grades answers for the 'judge' metric."
+    )
+    judge_rubric: str | None = Field(
+        default=None,
+        description="Instructions for the judge; default: a 0-10 correctness "
+        "rubric answered as 'Score: N'.",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, le=100_000, description="Resamples for the delta's interval."
+    )
+    answer_store: str | None = Field(
+        default=None,
+        description="Where answers are recorded as they arrive so re-runs resume: a folder, "
+        "s3://bucket/prefix, or 'memory'; default: $PREFECT_HOME/together-lora/answers.",
+    )
+    rate_limit_name: str | None = Field(
+        default=None, description="Prefect global rate limit taken before each request."
+    )
+    rate_limit_strict: bool = Field(
+        default=False, description="Fail when the rate limit does not exist (else warn)."
+    )
+    retry_deadline_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long a rate-limited or unavailable request keeps being retried.",
+    )
+
+    @property
+    def generation(self) -> dict[str, Any]:
+        """Generation parameters sent with every request (and part of each answer's key)."""
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
 
 
 class ValidationSettings(_Options):

@@ -103,50 +103,89 @@ def render_report(result: PublishResult) -> str:
             "",
         ]
     if result.evaluation is not None:
-        ev = result.evaluation
-        lines += [
-            "## Evaluation",
-            "",
-            md_table(
-                ["", "adapter", "base"],
-                [
-                    ["mean score", f"{ev.adapter_mean:.3f}", f"{ev.base_mean:.3f}"],
-                    ["wins / ties / losses", f"{ev.wins} / {ev.ties} / {ev.losses}", ""],
-                    ["errors", str(ev.errors), ""],
-                ],
-            ),
-            "",
-        ]
-        if ev.criteria:
-            lines += [
-                md_table(
-                    ["gate", "threshold", "value", "passed"],
-                    [
-                        [
-                            c.name,
-                            c.threshold,
-                            "-" if c.value is None else f"{c.value:.4f}",
-                            "yes" if c.passed else "NO",
-                        ]
-                        for c in ev.criteria
-                    ],
-                ),
-                "",
-            ]
-        lines += [
-            md_table(
-                ["id", "expected", "adapter", "base", "scores"],
-                [
-                    [
-                        r.id,
-                        " | ".join(r.expected),
-                        r.adapter.error or r.adapter.output,
-                        r.base.error or r.base.output,
-                        f"{r.adapter.score} / {r.base.score}",
-                    ]
-                    for r in ev.rows[:50]
-                ],
-            ),
-            "",
-        ]
+        lines += render_evaluation(result.evaluation)
     return "\n".join(lines)
+
+
+def render_evaluation(ev: EvalReport) -> list[str]:
+    """The evaluation section: metrics, the delta's interval, per-tag table, gate, samples."""
+    lines = [
+        "## Evaluation",
+        "",
+        md_table(
+            ["", "adapter", "base"],
+            [
+                ["mean score", f"{ev.adapter_mean:.3f}", f"{ev.base_mean:.3f}"],
+                [
+                    "delta (95% bootstrap CI)",
+                    f"{ev.delta:+.3f} [{ev.delta_ci_low:+.3f}, {ev.delta_ci_high:+.3f}]",
+                    "",
+                ],
+                ["wins / ties / losses", f"{ev.wins} / {ev.ties} / {ev.losses}", ""],
+                ["error rate", f"{ev.adapter_error_rate:.1%}", ""],
+                ["p95 latency s", _num(ev.adapter_p95_latency_s), _num(ev.base_p95_latency_s)],
+                [
+                    "answers asked / reused / throttled (429)",
+                    f"{ev.asked} / {ev.reused} / {ev.throttled}",
+                    "",
+                ],
+            ]
+            + (
+                [["judge calls / unparsed", f"{ev.judge_calls} / {ev.judge_unparsed}", ""]]
+                if ev.judge_calls
+                else []
+            ),
+        ),
+        "",
+    ]
+    if ev.per_tag:
+        lines += [
+            md_table(
+                ["tag", "rows", "adapter", "base", "delta"],
+                [
+                    [
+                        t.tag,
+                        t.rows,
+                        f"{t.adapter_mean:.3f}",
+                        f"{t.base_mean:.3f}",
+                        f"{t.delta:+.3f}",
+                    ]
+                    for t in ev.per_tag
+                ],
+            ),
+            "",
+        ]
+    if ev.criteria:
+        lines += [
+            f"**Gate: {ev.verdict}**",
+            "",
+            md_table(
+                ["criterion", "threshold", "value", "passed"],
+                [
+                    [c.name, c.threshold, _num(c.value), "yes" if c.passed else "NO"]
+                    for c in ev.criteria
+                ],
+            ),
+            "",
+        ]
+    lines += [
+        md_table(
+            ["id", "expected", "adapter", "base", "scores"],
+            [
+                [
+                    r.id,
+                    " | ".join(r.expected),
+                    r.adapter.error or r.adapter.output,
+                    r.base.error or r.base.output,
+                    f"{r.adapter.score} / {r.base.score}",
+                ]
+                for r in ev.rows[:50]
+            ],
+        ),
+        "",
+    ]
+    return lines
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

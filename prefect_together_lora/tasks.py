@@ -33,11 +33,13 @@ from prefect_together_lora.errors import (
 )
 from prefect_together_lora.evaluation.dataset import EvalRow
 from prefect_together_lora.evaluation.runner import EvalReport, run_eval
+from prefect_together_lora.evaluation.store import open_store
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
 from prefect_together_lora.polling import progress_of, wait_for_job
 from prefect_together_lora.reporting import (
     artifact_key,
     progress_artifact,
+    slug,
     table_artifact,
     update_progress,
 )
@@ -280,22 +282,66 @@ def evaluate(
     options: EvalOptions | None = None,
 ) -> EvalReport:
     """The eval set on adapter and base (same seed/temperature), scored, with the gate's
-    criteria; the flow decides whether a failed gate fails or warns."""
+    criteria; the flow decides whether a failed gate fails or warns. Answers are recorded as
+    they arrive, so a retry or a re-run asks only what is still missing."""
     options = options or EvalOptions()
+    logger = get_run_logger()
+    store = open_store(options.answer_store, slug(f"{adapter_model}-vs-{base_model}", 120))
+    progress_id = progress_artifact(
+        artifact_key("eval-progress", adapter_model),
+        0.0,
+        f"Evaluating {adapter_model}: 0/{2 * len(rows)} answers",
+    )
+    step = max(1, len(rows) // 10)
+
+    def on_progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            update_progress(
+                progress_id,
+                100.0 * done / total,
+                f"Evaluating {adapter_model}: {done}/{total} answers",
+            )
+
+    before_request = None
+    if options.rate_limit_name:
+        from prefect.concurrency.asyncio import rate_limit
+
+        name, strict = options.rate_limit_name, options.rate_limit_strict
+
+        async def before_request() -> None:
+            await rate_limit(name, strict=strict)
+
+    # 429 and 503 go to the runner, which adapts its concurrency and never drops a row
+    retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {429, 503})
 
     async def go() -> EvalReport:
-        async with credentials.get_async_client() as client:
-            return await run_eval(client, rows, adapter_model, base_model, options)
+        async with credentials.get_async_client(retry) as client:
+            return await run_eval(
+                client,
+                rows,
+                adapter_model,
+                base_model,
+                options,
+                store=store,
+                on_progress=on_progress,
+                before_request=before_request,
+            )
 
     report = asyncio.run(go())
-    get_run_logger().info(
-        "Eval: adapter %.3f vs base %.3f (delta %+.3f), %d/%d/%d W/T/L, verdict %s",
+    logger.info(
+        "Eval: adapter %.3f vs base %.3f (delta %+.3f, 95%% CI [%+.3f, %+.3f]), %d/%d/%d W/T/L, "
+        "%d asked, %d reused, %d throttled; verdict %s",
         report.adapter_mean,
         report.base_mean,
         report.delta,
+        report.delta_ci_low,
+        report.delta_ci_high,
         report.wins,
         report.ties,
         report.losses,
+        report.asked,
+        report.reused,
+        report.throttled,
         report.verdict,
     )
     return report

@@ -126,3 +126,27 @@ def rouge_l(output: str, expected: list[str], row: EvalRow) -> float:
             precision, recall = lcs / len(predicted), lcs / len(ref)
             best = max(best, 2 * precision * recall / (precision + recall))
     return best
+
+
+@register_metric("json_schema")
+def json_schema(output: str, expected: list[str], row: EvalRow) -> float:
+    """The output is JSON valid against the JSON Schema given as the row's ``expected``."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        schema = json.loads(expected[0])
+        Draft202012Validator.check_schema(schema)
+    except (ValueError, SchemaError) as exc:
+        raise ValueError(f"row {row.id}: expected must be a JSON Schema ({exc})") from None
+    try:
+        document = _json_of(output)
+    except (ValueError, RecursionError):
+        return 0.0
+    return float(Draft202012Validator(schema).is_valid(document))
+
+
+@register_metric("judge")
+def judge(output: str, expected: list[str], row: EvalRow) -> float:
+    """Placeholder: the runner asks the judge model (needs ``judge_model``); never called."""
+    raise ValueError("the 'judge' metric needs EvalOptions.judge_model")

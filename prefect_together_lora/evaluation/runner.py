@@ -1,18 +1,33 @@
-"""Run an eval set on the adapter and its base, concurrently, and score every answer."""
+"""Run an eval set on the adapter and its base: concurrent under rate limits, resumable, scored,
+compared pairwise, and judged against the gate."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from prefect_together_lora.client import AsyncTogetherClient
-from prefect_together_lora.errors import TogetherError
+from prefect_together_lora.errors import (
+    RateLimitError,
+    ServerError,
+    TogetherConnectionError,
+    TogetherError,
+)
 from prefect_together_lora.evaluation.dataset import EvalRow
+from prefect_together_lora.evaluation.judge import DEFAULT_RUBRIC, judge_messages, parse_judge_score
+from prefect_together_lora.evaluation.limiter import AdaptiveLimiter
 from prefect_together_lora.evaluation.metrics import get_metric
+from prefect_together_lora.evaluation.stats import bootstrap_mean_ci, mean, percentile
+from prefect_together_lora.evaluation.store import AnswerStore, MemoryAnswerStore, answer_key
 from prefect_together_lora.options import EvalOptions
+
+TRANSIENT = (RateLimitError, ServerError, TogetherConnectionError)
+OnProgress = Callable[[int, int], None]
 
 
 class Answer(BaseModel):
@@ -20,6 +35,7 @@ class Answer(BaseModel):
     latency_s: float | None = None
     error: str | None = None
     score: float | None = None
+    reused: bool = Field(default=False, description="Taken from the answer store.")
 
 
 class RowResult(BaseModel):
@@ -39,6 +55,14 @@ class Criterion(BaseModel):
     passed: bool
 
 
+class TagStats(BaseModel):
+    tag: str
+    rows: int
+    adapter_mean: float
+    base_mean: float
+    delta: float
+
+
 class EvalReport(BaseModel):
     adapter_model: str
     base_model: str
@@ -46,11 +70,22 @@ class EvalReport(BaseModel):
     adapter_mean: float
     base_mean: float
     delta: float
+    delta_ci_low: float
+    delta_ci_high: float
     wins: int
     ties: int
     losses: int
     errors: int
+    adapter_error_rate: float = 0.0
+    adapter_p95_latency_s: float | None = None
+    base_p95_latency_s: float | None = None
+    per_tag: list[TagStats] = Field(default_factory=list)
     criteria: list[Criterion] = Field(default_factory=list)
+    asked: int = Field(default=0, description="Requests answered in this run.")
+    reused: int = Field(default=0, description="Answers taken from the answer store.")
+    throttled: int = Field(default=0, description="429 answers seen (all retried).")
+    judge_calls: int = 0
+    judge_unparsed: int = 0
 
     @property
     def passed(self) -> bool:
@@ -63,32 +98,104 @@ class EvalReport(BaseModel):
         return "pass" if self.passed else "fail"
 
 
-async def _ask(
-    client: AsyncTogetherClient,
-    model: str,
-    row: EvalRow,
-    options: EvalOptions,
-    semaphore: asyncio.Semaphore,
-) -> Answer:
-    async with semaphore:
-        started = time.monotonic()
-        try:
-            reply = await client.chat(
-                model,
-                row.as_messages(),
-                max_tokens=options.max_tokens,
-                temperature=options.temperature,
-                seed=options.seed,
-            )
-        except TogetherError as exc:
-            return Answer(error=exc.message, latency_s=round(time.monotonic() - started, 4))
-        return Answer(output=reply.text, latency_s=round(time.monotonic() - started, 4))
+class _Runner:
+    def __init__(
+        self,
+        client: AsyncTogetherClient,
+        options: EvalOptions,
+        store: AnswerStore,
+        total: int,
+        on_progress: OnProgress | None,
+        before_request: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.store = store
+        self.limiter = AdaptiveLimiter(options.concurrency)
+        self.total = total
+        self.done = 0
+        self.on_progress = on_progress
+        self.before_request = before_request
+        self.asked = self.reused = self.judge_calls = self.judge_unparsed = 0
+        self.rng = random.Random(options.seed)
 
+    async def ask(
+        self, model: str, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> Answer:
+        """The stored answer, or ask until answered (transient failures are retried until the
+        deadline, so no row is lost to a 429 storm)."""
+        key = answer_key(model, messages, params)
+        stored = self.store.get(key)
+        if stored is not None:
+            self.reused += 1
+            return Answer(**stored, reused=True)
+        deadline = time.monotonic() + self.options.retry_deadline_s
+        backoff = 0.5
+        while True:
+            if self.before_request is not None:
+                await self.before_request()
+            async with self.limiter:
+                started = time.monotonic()
+                try:
+                    reply = await self.client.chat(model, messages, **params)
+                except TRANSIENT as exc:
+                    if isinstance(exc, RateLimitError) or exc.status_code == 503:
+                        self.limiter.on_throttle()
+                    failure: TogetherError | None = exc
+                except TogetherError as exc:
+                    return Answer(error=exc.message, latency_s=round(time.monotonic() - started, 4))
+                else:
+                    self.limiter.on_success(reply.rate_limit)
+                    answer = Answer(
+                        output=reply.text, latency_s=round(time.monotonic() - started, 4)
+                    )
+                    self.asked += 1
+                    self.store.put(key, answer.model_dump(exclude={"score", "reused"}))
+                    return answer
+            if time.monotonic() >= deadline:
+                assert failure is not None
+                return Answer(
+                    error=f"gave up after {self.options.retry_deadline_s:.0f}s: {failure.message}"
+                )
+            hinted = failure.retry_after_s if failure is not None else None
+            wait = hinted if hinted is not None and hinted <= 60 else self.rng.uniform(0, backoff)
+            backoff = min(backoff * 2, 30.0)
+            await asyncio.sleep(wait)
 
-def _score(answer: Answer, row: EvalRow, metric: str) -> Answer:
-    if answer.error is None:
-        answer.score = get_metric(metric)(answer.output, row.expected, row)
-    return answer
+    def progressed(self) -> None:
+        self.done += 1
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+    async def answer(self, model: str, row: EvalRow) -> Answer:
+        answer = await self.ask(model, row.as_messages(), self.options.generation)
+        self.progressed()
+        return answer
+
+    async def score(self, row: EvalRow, metric: str, answer: Answer) -> Answer:
+        if answer.error is not None:
+            return answer
+        if metric != "judge":
+            answer.score = get_metric(metric)(answer.output, row.expected, row)
+            return answer
+        assert self.options.judge_model is not None
+        messages = judge_messages(
+            self.options.judge_rubric or DEFAULT_RUBRIC,
+            row.prompt_text,
+            row.expected,
+            answer.output,
+        )
+        verdict = await self.ask(
+            self.options.judge_model,
+            messages,
+            {"max_tokens": 32, "temperature": 0.0, "seed": self.options.seed},
+        )
+        self.judge_calls += 1
+        answer.score = parse_judge_score(verdict.output) if verdict.error is None else None
+        if answer.score is None:
+            self.judge_unparsed += 1
+            answer.score = 0.0
+        return answer
 
 
 async def run_eval(
@@ -97,78 +204,157 @@ async def run_eval(
     adapter_model: str,
     base_model: str,
     options: EvalOptions,
+    *,
+    store: AnswerStore | None = None,
+    on_progress: OnProgress | None = None,
+    before_request: Callable[[], Awaitable[None]] | None = None,
 ) -> EvalReport:
-    """Ask both models every row (same seed and temperature), bounded by ``concurrency``."""
-    for row in rows:
-        get_metric(row.metric or options.default_metric)  # unknown metric: fail before asking
-    semaphore = asyncio.Semaphore(options.concurrency)
-    answers = await asyncio.gather(
-        *[
-            _ask(client, model, row, options, semaphore)
-            for row in rows
-            for model in (adapter_model, base_model)
-        ]
+    """Ask both models every row with the same generation parameters, score, compare."""
+    metrics = {row.id: row.metric or options.default_metric for row in rows}
+    for metric in set(metrics.values()):
+        get_metric(metric)  # an unknown metric fails before anything is asked
+        if metric == "judge" and not options.judge_model:
+            raise ValueError("rows use the 'judge' metric but EvalOptions.judge_model is unset")
+    runner = _Runner(
+        client, options, store or MemoryAnswerStore(), 2 * len(rows), on_progress, before_request
     )
-    results = []
-    for index, row in enumerate(rows):
-        metric = row.metric or options.default_metric
-        results.append(
-            RowResult(
-                id=row.id,
-                prompt=row.prompt_text,
-                expected=row.expected,
-                metric=metric,
-                tags=row.tags,
-                adapter=_score(answers[2 * index], row, metric),
-                base=_score(answers[2 * index + 1], row, metric),
-            )
+    throttled_before = client.status_counts[429]
+
+    async def one(row: EvalRow) -> RowResult:
+        adapter, base = await asyncio.gather(
+            runner.answer(adapter_model, row), runner.answer(base_model, row)
         )
-    return summarize(results, adapter_model, base_model, options)
+        metric = metrics[row.id]
+        adapter, base = await asyncio.gather(
+            runner.score(row, metric, adapter), runner.score(row, metric, base)
+        )
+        return RowResult(
+            id=row.id,
+            prompt=row.prompt_text,
+            expected=row.expected,
+            metric=metric,
+            tags=row.tags,
+            adapter=adapter,
+            base=base,
+        )
+
+    results = await asyncio.gather(*[one(row) for row in rows])
+    report = summarize(list(results), adapter_model, base_model, options)
+    report.asked, report.reused = runner.asked, runner.reused
+    report.judge_calls, report.judge_unparsed = runner.judge_calls, runner.judge_unparsed
+    report.throttled = max(runner.limiter.throttled, client.status_counts[429] - throttled_before)
+    return report
 
 
 def summarize(
     results: list[RowResult], adapter_model: str, base_model: str, options: EvalOptions
 ) -> EvalReport:
-    def mean(values: list[float]) -> float:
-        return sum(values) / len(values) if values else 0.0
-
     adapter_scores = [r.adapter.score or 0.0 for r in results]
     base_scores = [r.base.score or 0.0 for r in results]
-    wins = sum(a > b for a, b in zip(adapter_scores, base_scores, strict=True))
-    losses = sum(a < b for a, b in zip(adapter_scores, base_scores, strict=True))
-    adapter_mean, base_mean = mean(adapter_scores), mean(base_scores)
-    criteria: list[Criterion] = []
+    deltas = [a - b for a, b in zip(adapter_scores, base_scores, strict=True)]
+    wins = sum(d > 0 for d in deltas)
+    losses = sum(d < 0 for d in deltas)
+    low, high = bootstrap_mean_ci(deltas, resamples=options.bootstrap_resamples, seed=options.seed)
+    adapter_errors = sum(r.adapter.error is not None for r in results)
+    adapter_latencies = [
+        r.adapter.latency_s
+        for r in results
+        if r.adapter.latency_s is not None and not r.adapter.reused
+    ]
+    base_latencies = [
+        r.base.latency_s for r in results if r.base.latency_s is not None and not r.base.reused
+    ]
+    report = EvalReport(
+        adapter_model=adapter_model,
+        base_model=base_model,
+        rows=results,
+        adapter_mean=round(mean(adapter_scores), 6),
+        base_mean=round(mean(base_scores), 6),
+        delta=round(mean(deltas), 6),
+        delta_ci_low=round(low, 6),
+        delta_ci_high=round(high, 6),
+        wins=wins,
+        losses=losses,
+        ties=len(results) - wins - losses,
+        errors=adapter_errors + sum(r.base.error is not None for r in results),
+        adapter_error_rate=round(adapter_errors / len(results), 6) if results else 0.0,
+        adapter_p95_latency_s=percentile(adapter_latencies, 95),
+        base_p95_latency_s=percentile(base_latencies, 95),
+        per_tag=_per_tag(results),
+    )
+    report.criteria = gate(report, options)
+    return report
+
+
+def _per_tag(results: list[RowResult]) -> list[TagStats]:
+    tags = sorted({t for r in results for t in r.tags})
+    stats = []
+    for tag in tags:
+        tagged = [r for r in results if tag in r.tags]
+        a = mean([r.adapter.score or 0.0 for r in tagged])
+        b = mean([r.base.score or 0.0 for r in tagged])
+        stats.append(
+            TagStats(
+                tag=tag,
+                rows=len(tagged),
+                adapter_mean=round(a, 6),
+                base_mean=round(b, 6),
+                delta=round(a - b, 6),
+            )
+        )
+    return stats
+
+
+def gate(report: EvalReport, options: EvalOptions) -> list[Criterion]:
+    """Every configured criterion with its value; all are reported, passing or not."""
+    criteria = []
     if options.min_score is not None:
         criteria.append(
             Criterion(
                 name="min_score",
                 threshold=options.min_score,
-                value=adapter_mean,
-                passed=adapter_mean >= options.min_score,
+                value=report.adapter_mean,
+                passed=report.adapter_mean >= options.min_score,
             )
         )
-    if options.min_improvement_over_base is not None:
-        delta = adapter_mean - base_mean
+    if options.min_delta_over_base is not None:
+        value = report.delta_ci_low if options.gate_on_interval else report.delta
         criteria.append(
             Criterion(
-                name="min_improvement_over_base",
-                threshold=options.min_improvement_over_base,
-                value=delta,
-                passed=delta >= options.min_improvement_over_base,
+                name="min_delta_over_base"
+                + (" (95% CI lower bound)" if options.gate_on_interval else ""),
+                threshold=options.min_delta_over_base,
+                value=value,
+                passed=value >= options.min_delta_over_base,
             )
         )
-    return EvalReport(
-        adapter_model=adapter_model,
-        base_model=base_model,
-        rows=results,
-        adapter_mean=round(adapter_mean, 6),
-        base_mean=round(base_mean, 6),
-        delta=round(adapter_mean - base_mean, 6),
-        wins=wins,
-        losses=losses,
-        ties=len(results) - wins - losses,
-        errors=sum((r.adapter.error is not None) + (r.base.error is not None) for r in results),
-        criteria=criteria,
+    if options.max_error_rate is not None:
+        criteria.append(
+            Criterion(
+                name="max_error_rate",
+                threshold=options.max_error_rate,
+                value=report.adapter_error_rate,
+                passed=report.adapter_error_rate <= options.max_error_rate,
+            )
+        )
+    if options.max_p95_latency_s is not None:
+        p95 = report.adapter_p95_latency_s
+        criteria.append(
+            Criterion(
+                name="max_p95_latency_s",
+                threshold=options.max_p95_latency_s,
+                value=p95,
+                passed=p95 is not None and p95 <= options.max_p95_latency_s,
+            )
+        )
+    return criteria
+
+
+def gate_failure_message(report: EvalReport) -> str:
+    failed = [c for c in report.criteria if not c.passed]
+    return "Evaluation gate failed: " + "; ".join(
+        f"{c.name} = {'n/a' if c.value is None else f'{c.value:.4f}'} (threshold {c.threshold})"
+        for c in failed
     )
 
 

@@ -7,8 +7,6 @@ import time, so tests and users can point each call at a local or private Hub).
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -109,8 +107,8 @@ def read_hub(
 ) -> AdapterFiles:
     """Members (probed paths, or the whole tree when the adapter is not at the root), the config
     and the safetensors header, all at commit ``sha``."""
-    from huggingface_hub import hf_hub_download, hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     endpoint = endpoint or default_endpoint()
     api = _api(endpoint, token)
@@ -128,17 +126,16 @@ def read_hub(
         if present[CONFIG].size > MAX_CONFIG_BYTES:
             files.config_error = f"{CONFIG} is larger than {MAX_CONFIG_BYTES:,} bytes"
         else:
-            with tempfile.TemporaryDirectory(prefix="together-lora-hf-") as tmp:
-                local = hf_hub_download(
-                    repo_id,
-                    CONFIG,
-                    revision=sha,
-                    endpoint=endpoint,
-                    token=secret_value(token) or False,
-                    cache_dir=tmp,
-                )
-                files.config = Path(local).read_bytes()
-            files.requests += 2  # metadata HEAD + GET
+            # one GET through huggingface_hub's own session, auth and error mapping
+            # (hf_hub_download would add a metadata HEAD: 5 requests instead of 4)
+            response = get_session().get(
+                hf_hub_url(repo_id, CONFIG, revision=sha, endpoint=endpoint),
+                headers=build_hf_headers(token=secret_value(token) or False),
+                follow_redirects=True,
+            )
+            hf_raise_for_status(response)
+            files.config = response.content[: MAX_CONFIG_BYTES + 1]
+            files.requests += 1
             files.bytes_read += len(files.config)
     if WEIGHTS in present:
         files.weights_size = present[WEIGHTS].size

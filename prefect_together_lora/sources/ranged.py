@@ -133,17 +133,24 @@ class RangedReader(io.RawIOBase):
         return len(data)
 
     def _read_at(self, start: int, length: int) -> bytes:
+        """Serve from cached blocks; fetch only what they do not cover (one ranged GET of at
+        least ``buffer_size``), so a read straddling a cached block never re-downloads it."""
+        prefix = b""
         for seg_start, seg in self._segments:
-            if seg_start <= start and start + length <= seg_start + len(seg):
-                return seg[start - seg_start : start - seg_start + length]
-        fetch_len = max(length, self.buffer_size)
-        end = min(self._size, start + fetch_len) - 1
-        data = self._fetch(start, end)
+            if seg_start <= start < seg_start + len(seg):
+                prefix = seg[start - seg_start : start - seg_start + length]
+                break
+        if len(prefix) == length:
+            return prefix
+        missing_at = start + len(prefix)
+        fetch_len = max(length - len(prefix), self.buffer_size)
+        end = min(self._size, missing_at + fetch_len) - 1
+        data = self._fetch(missing_at, end)
         self._account(len(data))
-        self._segments.append((start, data))
+        self._segments.append((missing_at, data))
         if len(self._segments) > 32:
             self._segments.pop(0)
-        return data[:length]
+        return prefix + data[: length - len(prefix)]
 
 
 class HttpRangeReader(RangedReader):

@@ -188,6 +188,33 @@ def create_hub_app(hub: LocalHub) -> FastAPI:
             }
         )
 
+    @app.get("/api/{kind}")
+    async def list_repos(kind: str, request: Request) -> Response:
+        author = request.query_params.get("author")
+        base = hub.root / "datasets" if kind == "datasets" else hub.root
+        repos = []
+        for org in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+            if org.name == "datasets" or (author and org.name != author):
+                continue
+            for repo in sorted(p for p in org.iterdir() if p.is_dir()):
+                repo_id = f"{org.name}/{repo.name}"
+                if repo_id in hub.private or repo_id in hub.gated:
+                    continue
+                repos.append(
+                    {
+                        "_id": repo_id,
+                        "id": repo_id,
+                        "modelId": repo_id,
+                        "author": org.name,
+                        "private": False,
+                        "downloads": 0,
+                        "likes": 0,
+                        "tags": [],
+                        "createdAt": "2026-01-01T00:00:00.000Z",
+                    }
+                )
+        return JSONResponse(repos)
+
     @app.get("/api/{kind}/{org}/{name}")
     async def repo_info(kind: str, org: str, name: str, request: Request) -> Response:
         return info(_repo_type(kind), f"{org}/{name}", "main", request)

@@ -1,0 +1,140 @@
+"""Fleet scan: find the adapters under an S3 prefix or a Hub author, and tell which are new.
+
+"Already published" is decided from state that outlives any process: each adapter's model name
+is derived from its content fingerprint, and Together's job list says whether that name was
+uploaded (the upload task's content-keyed cache backs this up inside publish_adapter).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, SecretStr
+
+from prefect_together_lora.caching import digest
+from prefect_together_lora.errors import SourceError
+from prefect_together_lora.reporting import slug
+from prefect_together_lora.schemas import Job, JobStatus
+from prefect_together_lora.sources import AdapterSource, archive_format
+from prefect_together_lora.sources.resolve import resolve_source
+from prefect_together_lora.sources.s3 import list_objects, make_s3_client
+
+CONFIG = "adapter_config.json"
+
+
+class Candidate(BaseModel):
+    """One adapter found by a scan, with the model name its content maps to."""
+
+    source: str
+    label: str
+    fingerprint: str
+    model_name: str
+
+
+class FleetEntry(BaseModel):
+    source: str
+    model_name: str
+    fingerprint: str
+    action: Literal["published", "skipped", "failed"]
+    reason: str = ""
+    job_id: str | None = None
+
+
+def model_name_for(prefix: str, label: str, fingerprint: str) -> str:
+    """``<prefix>-<label>-<8 hex of the fingerprint>``: one name per adapter content."""
+    return f"{slug(prefix, 30)}-{slug(label, 40)}-{digest(fingerprint)[:8]}"
+
+
+def find_sources(
+    location: str,
+    *,
+    s3_client: Any | None = None,
+    hf_token: str | SecretStr | None = None,
+    hf_endpoint: str | None = None,
+) -> list[tuple[str, str]]:
+    """(source, label) of every adapter under ``s3://bucket/prefix/`` (archives, and folders
+    holding an adapter_config.json) or ``hf://<author>`` (the author's model repos)."""
+    if location.startswith("s3://"):
+        bucket, _, prefix = location[5:].partition("/")
+        prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
+        objects = list_objects(s3_client or make_s3_client(), bucket, prefix)
+        archives = [o.key for o in objects if archive_format(o.key)]
+        folders = sorted(
+            {
+                o.key[: -len(CONFIG)]
+                for o in objects
+                if o.key.endswith(f"/{CONFIG}") or o.key == prefix + CONFIG
+            }
+        )
+        found = [
+            (f"s3://{bucket}/{key}", key[len(prefix) :].rsplit(".", 2)[0])
+            for key in sorted(archives)
+        ]
+        found += [
+            (f"s3://{bucket}/{folder}", folder[len(prefix) :].strip("/") or "root")
+            for folder in folders
+        ]
+        return found
+    if location.startswith("hf://"):
+        from huggingface_hub import HfApi
+
+        from prefect_together_lora.redaction import secret_value
+        from prefect_together_lora.sources.hf import default_endpoint
+
+        author = location[5:].strip("/").split("/")[0]
+        api = HfApi(
+            endpoint=hf_endpoint or default_endpoint(), token=secret_value(hf_token) or False
+        )
+        return [(f"hf://{m.id}", m.id.split("/", 1)[1]) for m in api.list_models(author=author)]
+    raise SourceError(
+        f"A fleet scan needs s3://bucket/prefix/ or hf://<author> (got {location!r})."
+    )
+
+
+def discover(
+    location: str,
+    name_prefix: str,
+    *,
+    s3_client: Any | None = None,
+    hf_token: str | SecretStr | None = None,
+    hf_endpoint: str | None = None,
+) -> list[Candidate]:
+    client = s3_client or (make_s3_client() if location.startswith("s3://") else None)
+    candidates = []
+    for source, label in find_sources(
+        location, s3_client=client, hf_token=hf_token, hf_endpoint=hf_endpoint
+    ):
+        resolved = resolve_source(
+            AdapterSource.parse(source),
+            s3_client=client,
+            hf_token=hf_token,
+            hf_endpoint=hf_endpoint,
+        )
+        candidates.append(
+            Candidate(
+                source=source,
+                label=label,
+                fingerprint=resolved.fingerprint,
+                model_name=model_name_for(name_prefix, label, resolved.fingerprint),
+            )
+        )
+    return candidates
+
+
+def published_job(jobs: list[Job], model_name: str) -> Job | None:
+    """The Together job that holds ``model_name`` (complete, in progress or failed), if any."""
+    for job in jobs:
+        name = job.model_name or ""
+        if name == model_name or name.rsplit("/", 1)[-1] == model_name:
+            return job
+    return None
+
+
+def skip_reason(job: Job) -> str:
+    if job.status == JobStatus.COMPLETE:
+        return f"already published (job {job.job_id})"
+    if job.status == JobStatus.FAILED:
+        return (
+            f"an earlier upload failed (job {job.job_id}); fix the adapter and it gets a new name"
+        )
+    return f"upload in progress (job {job.job_id}, {job.status.value})"
