@@ -16,6 +16,7 @@ from prefect import flow, task
 from safetensors.numpy import save_file
 
 from prefect_together_lora import TogetherCredentials
+from prefect_together_lora.events import emit_training_completed
 from prefect_together_lora.flows import publish_adapter
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.publish_result import PublishResult
@@ -70,6 +71,25 @@ def train_lora(
     }
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     return str(out)
+
+
+@flow(name="train-lora")
+def train_lora_flow(
+    output_dir: str, model_name: str, base_model: str = BASE_MODEL, announce: bool = False
+) -> str:
+    """Train only; publishing follows from a deployment trigger (two patterns: this flow's
+    completion, or the event it emits with ``announce=True``).
+
+    Args:
+        output_dir: Where training writes the adapter folder (read by the publish run).
+        model_name: Name of the adapter on Together.
+        base_model: Together base model the adapter was trained on.
+        announce: Also emit together.lora.training.completed (the event-trigger pattern).
+    """
+    adapter_dir = train_lora(output_dir, base_model)
+    if announce:
+        emit_training_completed(adapter_dir, base_model, model_name)
+    return adapter_dir
 
 
 @flow(name="train-and-publish")

@@ -686,7 +686,9 @@ def _admin_router(state: EmulatorState) -> APIRouter:
         body = await _json_body(request)
         if isinstance(body, JSONResponse):
             return body
-        state.store.transition(job_id, str(body.get("status")), str(body.get("message", "")))
+        state.store.transition(
+            job_id, str(body.get("status")), str(body.get("message", "")), force=True
+        )
         return JSONResponse(state.store.job(job_id, state.config.account) or {})
 
     return admin

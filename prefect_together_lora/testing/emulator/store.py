@@ -118,13 +118,23 @@ class Store:
     def pending_job_ids(self) -> list[str]:
         return [j["job_id"] for j in self.jobs() if j["status"] not in ("Complete", "Failed")]
 
-    def transition(self, job_id: str, status: str, message: str, shown: str | None = None) -> None:
-        """Append a status update; ``shown`` replaces the reported status (non-enum tests)."""
+    def transition(
+        self,
+        job_id: str,
+        status: str,
+        message: str,
+        shown: str | None = None,
+        force: bool = False,
+    ) -> None:
+        """Append a status update; ``shown`` replaces the reported status (non-enum tests).
+        A terminal job never changes again, unless ``force`` (the admin API) says so."""
         with self._lock:
             row = self._db.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None:
                 return
             doc = json.loads(row[0])
+            if not force and doc["status"] in ("Complete", "Failed"):
+                return
             now = iso_now()
             doc["status"] = shown or status
             doc["status_updates"].append(

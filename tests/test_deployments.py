@@ -1,0 +1,128 @@
+"""Deployments built offline: triggers, schedule, limits; the YAML says the same; every
+parameter renders as a described form field with valid defaults and no secret as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from prefect_together_lora.deployments import (
+    FLEET_DEPLOYMENT,
+    PUBLISH_DEPLOYMENT,
+    fleet_deployment,
+    publish_deployment,
+    training_event_trigger,
+    training_flow_trigger,
+)
+from prefect_together_lora.events import TRAINING_COMPLETED, training_completed_payload
+from prefect_together_lora.flows import publish_adapter, publish_new_adapters
+
+YAML = Path(__file__).parents[1] / "deployments" / "prefect.yaml"
+
+
+def test_publish_deployment_triggers() -> None:
+    deployment = publish_deployment()
+    assert deployment.name == PUBLISH_DEPLOYMENT
+    event, chained = deployment.triggers
+    assert event.expect == {TRAINING_COMPLETED}
+    assert event.parameters["evaluation"] == {"eval_set": "{{ event.payload.eval_set }}"}
+    assert chained.expect == {"prefect.flow-run.Completed"}
+    assert dict(chained.match_related.root) == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "train-lora",
+    }
+    assert deployment.concurrency_limit == 4
+
+
+def test_fleet_deployment_schedule_from_env(monkeypatch) -> None:
+    monkeypatch.setenv("TOGETHER_LORA_FLEET_LOCATION", "s3://b/adapters/")
+    monkeypatch.setenv("TOGETHER_LORA_FLEET_CRON", "15 * * * *")
+    deployment = fleet_deployment()
+    assert deployment.name == FLEET_DEPLOYMENT
+    assert deployment.parameters["location"] == "s3://b/adapters/"
+    assert deployment.schedules[0].schedule.cron == "15 * * * *"
+    monkeypatch.setenv("TOGETHER_LORA_FLEET_INTERVAL_S", "30")
+    assert fleet_deployment().schedules[0].schedule.interval.total_seconds() == 30
+
+
+def test_yaml_declares_the_same_deployments() -> None:
+    spec = yaml.safe_load(YAML.read_text())
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    publish, fleet = by_name[PUBLISH_DEPLOYMENT], by_name[FLEET_DEPLOYMENT]
+    for declared, built in zip(
+        publish["triggers"], [training_event_trigger(), training_flow_trigger()], strict=True
+    ):
+        assert declared["parameters"] == built.parameters
+        assert set(declared["expect"]) == built.expect
+    assert publish["concurrency_limit"]["limit"] == 4
+    assert fleet["schedules"][0]["cron"] == "0 * * * *"
+    assert fleet["concurrency_limit"]["collision_strategy"] == "CANCEL_NEW"
+    import importlib
+
+    for d in spec["deployments"]:
+        module, _, name = d["entrypoint"].partition(":")
+        assert Path(Path(__file__).parents[1] / module).is_file()
+        assert name in {"publish_adapter", "publish_new_adapters"}
+    importlib.import_module("prefect_together_lora.flows")
+    # the YAML's parameter defaults are valid parameters of the flows
+    schema = _schema(publish_adapter)
+    Draft202012Validator(schema).validate(
+        {"source": "s", "base_model": "b", "model_name": "m", **publish["parameters"]}
+    )
+    Draft202012Validator(_schema(publish_new_adapters)).validate(fleet["parameters"])
+
+
+def _schema(flow: Any) -> dict[str, Any]:
+    schema = flow.parameters.model_dump()
+    schema["$defs"] = schema.pop("definitions", {})
+    text = yaml.safe_dump(schema).replace("#/definitions/", "#/$defs/")
+    return yaml.safe_load(text)
+
+
+def _walk(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    fields = [(name, prop) for name, prop in schema["properties"].items()]
+    for model, definition in schema.get("definitions", {}).items():
+        fields += [
+            (f"{model}.{name}", prop) for name, prop in definition.get("properties", {}).items()
+        ]
+    return fields
+
+
+@pytest.mark.parametrize("flow", [publish_adapter, publish_new_adapters], ids=lambda f: f.name)
+def test_ui_forms_are_described_typed_and_valid(flow) -> None:
+    schema = flow.parameters.model_dump()
+    for name, prop in _walk(schema):
+        if name.startswith("TogetherCredentials."):
+            continue  # the block's own fields (rendered by the block picker)
+        assert prop.get("description"), f"{flow.name}: {name} has no description"
+        assert not (
+            prop.get("type") == "object" and "properties" not in prop and "$ref" not in prop
+        ), f"{name} is a free-form dict"
+        assert prop.get("additionalProperties") not in (True, {}), name
+    # secrets only as block references
+    credentials = schema["properties"]["credentials"]
+    ref = (credentials.get("anyOf") or [credentials])[0]["$ref"].rsplit("/", 1)[-1]
+    assert schema["definitions"][ref]["block_type_slug"] == "together-credentials"
+    names = {
+        n.rsplit(".", 1)[-1] for n, _ in _walk(schema) if not n.startswith("TogetherCredentials.")
+    }
+    assert not names & {"api_key", "hf_token", "token", "password", "aws_secret_access_key"}
+    # defaults validate against the schema (an invalid default silently falls back in the UI)
+    defaults = {k: v["default"] for k, v in schema["properties"].items() if "default" in v}
+    required = {k: "x" for k in schema.get("required", [])}
+    Draft202012Validator(_schema(flow)).validate({**defaults, **required})
+
+
+def test_training_payload_always_has_every_key() -> None:
+    payload = training_completed_payload("s3://b/a.zip", "base", "name")
+    assert payload == {
+        "source": "s3://b/a.zip",
+        "base_model": "base",
+        "model_name": "name",
+        "eval_set": None,
+        "description": None,
+    }

@@ -1,0 +1,316 @@
+"""End to end on a real Prefect server: ``prefect server start`` (SQLite, temporary home, free
+port), ``flows/serve.py`` serving the deployments, and the emulator + strict local S3.
+
+1. ``prefect event emit together.lora.training.completed`` → the trigger runs publish_adapter
+   with the event's values.
+2. A Prefect training flow ``train-lora`` completes → the chained trigger publishes its output.
+3. The scheduler starts the fleet scan: two new adapters published, one already there skipped.
+Everything started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from prefect_together_lora.fleet import discover
+from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
+from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
+from tests.helpers import BASE_8B, put_file
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parents[1]
+KEY = "e2e-together-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, local_s3) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("e2e")
+    bucket = "e2e-adapters"
+    local_s3.client.create_bucket(Bucket=bucket)
+    with run_emulator(job_seconds=0.5, api_keys=[KEY], hf_endpoint="http://127.0.0.1:9") as url:
+        admin = EmulatorAdmin(url)
+        # the fleet prefix: three adapters, one of them published before
+        for i, kind in enumerate(("zip", "tar.gz", "zip")):
+            folder = write_adapter(work / f"fleet-{i}", BASE_8B, seed=10 + i)
+            archive = (
+                zip_folder(folder, work / f"f{i}.zip")
+                if kind == "zip"
+                else tar_folder(folder, work / f"f{i}.tar.gz")
+            )
+            put_file(local_s3.client, bucket, f"fleet/run-{i}.{kind}", archive)
+        env = {**os.environ, **local_s3.env}
+        old = {k: os.environ.get(k) for k in local_s3.env}
+        os.environ.update(local_s3.env)
+        try:
+            earlier = discover(f"s3://{bucket}/fleet/", "fleet")[0]
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            job = http.post(
+                "/v1/models",
+                json={
+                    "model_name": earlier.model_name,
+                    "model_source": "acme/earlier",
+                    "model_type": "adapter",
+                    "base_model": BASE_8B,
+                },
+            ).json()["data"]
+        admin.set_job_status(job["job_id"], "Complete", "Job is Complete")
+
+        port = free_port()
+        api = f"http://127.0.0.1:{port}/api"
+        server_home = work / "server-home"
+        server_env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+        server_env.update(
+            {
+                "PREFECT_HOME": str(server_home),
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{server_home}/prefect.db",
+                "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            }
+        )
+        server_home.mkdir()
+        server_log = (work / "server.log").open("w")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-ui",
+                "--analytics-off",
+            ],
+            env=server_env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        serve = None
+        try:
+            wait_until(lambda: _ok(f"{api}/health"), 240, "prefect server start")
+            client_env = {
+                **server_env,
+                "PREFECT_HOME": str(work / "client-home"),
+                "PREFECT_API_URL": api,
+                "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+                "TOGETHER_API_KEY": KEY,
+                "TOGETHER_BASE_URL": url,
+                "TOGETHER_LORA_STAGING_URI": f"s3://{bucket}/staging",
+                "TOGETHER_LORA_FLEET_LOCATION": f"s3://{bucket}/fleet/",
+                "TOGETHER_LORA_FLEET_BASE_MODEL": BASE_8B,
+                "TOGETHER_LORA_FLEET_PREFIX": "fleet",
+                "TOGETHER_LORA_FLEET_INTERVAL_S": "15",
+                "HF_ENDPOINT": "http://127.0.0.1:9",
+                "PYTHONPATH": str(ROOT),
+            }
+            serve_log = (work / "serve.log").open("w")
+            serve = subprocess.Popen(
+                [sys.executable, str(ROOT / "flows" / "serve.py")],
+                env=client_env,
+                stdout=serve_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=ROOT,
+            )
+            wait_until(
+                lambda: len(_post(api, "/deployments/filter", {})) >= 2,
+                120,
+                "the served deployments",
+            )
+            yield {
+                "api": api,
+                "env": client_env,
+                "admin": admin,
+                "bucket": bucket,
+                "s3": local_s3.client,
+                "work": work,
+                "earlier": earlier.model_name,
+                "server": server,
+                "serve": serve,
+            }
+        finally:
+            if serve is not None:
+                stop(serve, signal.SIGINT)
+            stop(server)
+            server_log.close()
+            admin.close()
+        assert server.poll() is not None and (serve is None or serve.poll() is not None)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _post(api: str, path: str, body: dict[str, Any]) -> Any:
+    response = httpx.post(f"{api}{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
+    deployments = {d["name"]: d["id"] for d in _post(api, "/deployments/filter", {})}
+    return _post(
+        api,
+        "/flow_runs/filter",
+        {"flow_runs": {"deployment_id": {"any_": [deployments[deployment]]}}},
+    )
+
+
+def completed(api: str, deployment: str, where) -> dict[str, Any] | None:
+    """The earliest completed run matching ``where`` (a failed one fails the test)."""
+    runs = sorted(flow_runs(api, deployment), key=lambda r: r["expected_start_time"] or "")
+    for run in runs:
+        if (run["state_type"] == "FAILED" or run["state_type"] == "CRASHED") and where(run):
+            raise AssertionError(f"{deployment} run failed: {run['state']}")
+        if run["state_type"] == "COMPLETED" and where(run):
+            return run
+    return None
+
+
+def test_training_event_triggers_a_publish(stack) -> None:
+    folder = write_adapter(stack["work"] / "event-adapter", BASE_8B, seed=1)
+    archive = zip_folder(folder, stack["work"] / "event.zip")
+    put_file(stack["s3"], stack["bucket"], "runs/7/adapter.zip", archive)
+    payload = {
+        "source": f"s3://{stack['bucket']}/runs/7/adapter.zip",
+        "base_model": BASE_8B,
+        "model_name": "e2e-event-lora",
+        "eval_set": None,
+        "description": "from event",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "event",
+            "emit",
+            "together.lora.training.completed",
+            "--resource-id",
+            "together.lora.training.e2e-event-lora",
+            "--payload",
+            json.dumps(payload),
+        ],
+        env=stack["env"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    run = wait_until(
+        lambda: completed(
+            stack["api"],
+            "publish-adapter",
+            lambda r: r["parameters"].get("model_name") == "e2e-event-lora",
+        ),
+        240,
+        "the triggered publish run",
+    )
+    assert run["parameters"]["source"] == payload["source"]
+    assert run["parameters"]["evaluation"] == {"eval_set": None}  # typed: null stays null
+    jobs = _together_jobs(stack)
+    assert jobs["devuser/e2e-event-lora"] == "Complete"
+
+
+def test_training_flow_completion_chains_a_publish(stack) -> None:
+    output = stack["work"] / "trained"
+    code = (
+        "from flows.train_and_publish import train_lora_flow; "
+        f"train_lora_flow(output_dir={str(output)!r}, model_name='e2e-chained-lora')"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env=stack["env"],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    run = wait_until(
+        lambda: completed(
+            stack["api"],
+            "publish-adapter",
+            lambda r: r["parameters"].get("model_name") == "e2e-chained-lora",
+        ),
+        240,
+        "the chained publish run",
+    )
+    assert run["parameters"]["source"] == str(output)
+    assert _together_jobs(stack)["devuser/e2e-chained-lora"] == "Complete"
+
+
+def test_scheduled_fleet_scan_publishes_only_new_adapters(stack) -> None:
+    run = wait_until(
+        lambda: completed(stack["api"], "fleet-scan", lambda r: r["auto_scheduled"]),
+        300,
+        "a scheduled fleet-scan run",
+    )
+    artifacts = _post(
+        stack["api"], "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    table = next(
+        json.loads(a["data"])
+        for a in artifacts
+        if (a.get("key") or "").startswith("together-lora-fleet-")
+    )
+    actions = {e["model_name"]: e["action"] for e in table}
+    assert sorted(actions.values()) == ["published", "published", "skipped"], table
+    assert actions[stack["earlier"]] == "skipped"  # the one published before
+    jobs = _together_jobs(stack)
+    fleet = {name: status for name, status in jobs.items() if name.startswith("devuser/fleet-")}
+    assert len(fleet) == 3 and set(fleet.values()) == {"Complete"}
+    uploads = [r for r in stack["admin"].requests(method="POST", path="/v1/models")]
+    assert len([u for u in uploads if u["status"] == 200]) == len(jobs)  # nothing twice
+
+
+def _together_jobs(stack) -> dict[str, str]:
+    with httpx.Client(
+        base_url=stack["env"]["TOGETHER_BASE_URL"], headers={"Authorization": f"Bearer {KEY}"}
+    ) as http:
+        return {j["args"]["modelName"]: j["status"] for j in http.get("/v1/jobs").json()["data"]}

@@ -1,0 +1,118 @@
+"""The fleet scan on a Prefect test server: finds archives and folders under a prefix (or a
+Hub author's repos), skips what Together already has, publishes the rest concurrently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prefect_together_lora.fleet import discover, find_sources, model_name_for
+from prefect_together_lora.flows import publish_new_adapters
+from prefect_together_lora.options import JobOptions, SmokeOptions
+from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
+from tests.helpers import BASE_8B, put_file
+
+
+def stock_prefix(s3_bucket, tmp_path: Path) -> None:
+    a = write_adapter(tmp_path / "a", BASE_8B, seed=1)
+    b = write_adapter(tmp_path / "b", BASE_8B, seed=2)
+    c = write_adapter(tmp_path / "c", BASE_8B, seed=3)
+    put_file(
+        s3_bucket.client, s3_bucket.bucket, "adapters/run-1.zip", zip_folder(a, tmp_path / "a.zip")
+    )
+    put_file(
+        s3_bucket.client,
+        s3_bucket.bucket,
+        "adapters/run-2.tar.gz",
+        tar_folder(b, tmp_path / "b.tar.gz"),
+    )
+    for f in c.iterdir():
+        put_file(s3_bucket.client, s3_bucket.bucket, f"adapters/run-3/{f.name}", f)
+    s3_bucket.client.put_object(Bucket=s3_bucket.bucket, Key="adapters/README.md", Body=b"x")
+
+
+def test_find_sources_under_a_prefix(s3_bucket, tmp_path: Path) -> None:
+    stock_prefix(s3_bucket, tmp_path)
+    found = find_sources(f"s3://{s3_bucket.bucket}/adapters/")
+    assert found == [
+        (f"s3://{s3_bucket.bucket}/adapters/run-1.zip", "run-1"),
+        (f"s3://{s3_bucket.bucket}/adapters/run-2.tar.gz", "run-2"),
+        (f"s3://{s3_bucket.bucket}/adapters/run-3/", "run-3"),
+    ]
+    candidates = discover(f"s3://{s3_bucket.bucket}/adapters/", "team")
+    assert len({c.model_name for c in candidates}) == 3
+    assert candidates[0].model_name == model_name_for("team", "run-1", candidates[0].fingerprint)
+
+
+def test_find_sources_of_a_hub_author(local_hub, tmp_path: Path) -> None:
+    for name in ("lora-a", "lora-b"):
+        write_adapter(local_hub.repo(f"acme/{name}"), BASE_8B)
+    write_adapter(local_hub.repo("other/lora-c"), BASE_8B)
+    found = find_sources("hf://acme", hf_endpoint=local_hub.endpoint)
+    assert found == [("hf://acme/lora-a", "lora-a"), ("hf://acme/lora-b", "lora-b")]
+
+
+@pytest.mark.together_emulator(job_seconds=0.3)
+def test_fleet_publishes_new_and_skips_published(
+    prefect_harness, together_emulator, s3_bucket, tmp_path: Path
+) -> None:
+    stock_prefix(s3_bucket, tmp_path)
+    location = f"s3://{s3_bucket.bucket}/adapters/"
+    first = discover(location, "team")[0]
+    with together_emulator.client() as client:  # run-1 was published before
+        earlier = client.upload_adapter(first.model_name, "acme/earlier", BASE_8B)
+    together_emulator.admin.set_job_status(earlier.job_id, "Complete", "Job is Complete")
+    state = publish_new_adapters(
+        location=location,
+        base_model=BASE_8B,
+        name_prefix="team",
+        credentials=together_emulator.credentials(),
+        staging_uri=f"s3://{s3_bucket.bucket}/stg",
+        job=JobOptions(poll_initial_s=0.05, poll_max_s=0.2),
+        smoke=SmokeOptions(prompts=["hi"], retry_interval_s=0.05),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    entries = {
+        e.source.rsplit("/", 2)[-2] if e.source.endswith("/") else e.source.rsplit("/", 1)[-1]: e
+        for e in state.result()
+    }
+    assert entries["run-1.zip"].action == "skipped"
+    assert entries["run-1.zip"].reason.startswith("already published")
+    assert entries["run-2.tar.gz"].action == "published"
+    assert entries["run-3"].action == "published"
+    uploads = together_emulator.admin.requests(method="POST", path="/v1/models")
+    assert len(uploads) == 3  # the earlier one plus two new
+
+    again = publish_new_adapters(
+        location=location,
+        base_model=BASE_8B,
+        name_prefix="team",
+        credentials=together_emulator.credentials(),
+        staging_uri=f"s3://{s3_bucket.bucket}/stg",
+        return_state=True,
+    )
+    assert {e.action for e in again.result()} == {"skipped"}
+    assert len(together_emulator.admin.requests(method="POST", path="/v1/models")) == 3
+    table = _fleet_artifact(again)
+    assert len(json.loads(table)) == 3
+
+
+def _fleet_artifact(flow_state) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> str:
+        async with get_client() as client:
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_state.state_details.flow_run_id])
+                )
+            )
+        return next(a.data for a in arts if a.key and a.key.startswith("together-lora-fleet-"))
+
+    return asyncio.run(read())
