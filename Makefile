@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the 3.x SDK beside the 2.x one (dev dependency), for the emulator's 3.x test
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/together3 'together>=3,<4'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
 # Prefect reads its settings at import: keep the demo's database and results in .demo/ and use
 # the embedded (ephemeral) server, whatever the user's own Prefect profile says.
+(WORK / "prefect-home").mkdir(parents=True, exist_ok=True)  # before Prefect is imported
 os.environ["PREFECT_HOME"] = str(WORK / "prefect-home")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"

@@ -26,7 +26,8 @@ def resource_for(model_name: str, **labels: str) -> dict[str, str]:
 
 
 def emit(event: str, model_name: str, payload: dict[str, Any], **labels: str) -> None:
-    """Emit an event; never fails the caller (events are best-effort by nature)."""
+    """Emit an event on the adapter's resource (``together.lora.<requested name>``; the
+    namespaced name to call is the ``together.model`` label). Never fails the caller."""
     from prefect.events import emit_event
 
     try:

@@ -145,6 +145,7 @@ def publish_adapter(
             report = report.model_copy(update={"findings": [finding, *report.findings]})
         result.validation = report
         name = _final_name(model_name, name_suffix, resolved.fingerprint)
+        result.requested_name = name
         events.emit(
             events.VALIDATED,
             name,
@@ -162,17 +163,21 @@ def publish_adapter(
         result.new_upload = upload_future.state.name != "Cached" and not uploaded.reconciled
         events.emit(
             events.UPLOADED,
-            uploaded.model_name,
+            name,
             {
                 "job_id": uploaded.job_id,
                 "fingerprint": resolved.fingerprint,
                 "new_upload": result.new_upload,
             },
+            **{"together.model": uploaded.model_name},
         )
         step = "await_job"
         result.timeline = await_job(uploaded.job_id, creds, job, uploaded.model_name)
         events.emit(
-            events.READY, uploaded.model_name, {"job_id": uploaded.job_id, "base_model": base_model}
+            events.READY,
+            name,
+            {"job_id": uploaded.job_id, "base_model": base_model},
+            **{"together.model": uploaded.model_name},
         )
         if smoke.enabled:
             step = "smoke_infer"
@@ -230,7 +235,7 @@ def _report_evaluation(result: PublishResult) -> None:
     )
     events.emit(
         events.EVALUATED,
-        result.model_name,
+        result.requested_name or result.model_name,
         {
             "verdict": ev.verdict,
             "adapter_mean": ev.adapter_mean,
@@ -248,6 +253,7 @@ def _report_evaluation(result: PublishResult) -> None:
             "errors": ev.errors,
             "throttled": ev.throttled,
         },
+        **{"together.model": result.model_name},
     )
 
 

@@ -116,8 +116,15 @@ class EvalOptions(_Options):
     rate_limit_name: str | None = Field(
         default=None, description="Prefect global rate limit taken before each request."
     )
+    concurrency_limit_name: str | None = Field(
+        default=None,
+        description="Prefect global concurrency limit held by each request in flight (shared "
+        "with other flows, e.g. every evaluation against one Together account).",
+    )
     rate_limit_strict: bool = Field(
-        default=False, description="Fail when the rate limit does not exist (else warn)."
+        default=False,
+        description="Fail when the rate or concurrency limit does not exist (else Prefect "
+        "warns and does not limit).",
     )
     retry_deadline_s: float = Field(
         default=900.0,

@@ -19,6 +19,9 @@ class PublishResult(BaseModel):
     base_model: str
     fingerprint: str | None = None
     model_name: str | None = Field(default=None, description="The name to call on Together.")
+    requested_name: str | None = Field(
+        default=None, description="The name asked for (events use it as their resource)."
+    )
     job_id: str | None = None
     new_upload: bool = Field(default=False, description="False when an earlier upload was reused.")
     validation: ValidationReport | None = None

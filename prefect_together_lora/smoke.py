@@ -76,6 +76,12 @@ def run_smoke(
                         temperature=options.temperature,
                     )
             except (ServiceUnavailable, ModelNotAvailable) as exc:
+                if exc.status_code == 400:  # "non-serverless": waiting will not help
+                    sample.error = (
+                        f"{exc.message} The model needs a dedicated endpoint; "
+                        "deploy one, then smoke-test it."
+                    )
+                    break
                 if clock() - start >= options.ready_timeout_s:
                     sample.error = f"not ready after {options.ready_timeout_s:.0f}s: {exc.message}"
                     break

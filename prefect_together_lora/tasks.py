@@ -13,6 +13,9 @@ artifacts. Which tasks cache, and why:
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +75,40 @@ def s3_client_for(aws_credentials_block: str | None) -> Any:
     return make_s3_client(block.get_boto3_session())
 
 
+def _logger() -> Any:
+    """The run logger inside a run; a module logger when a task is called with ``.fn()``."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("prefect_together_lora.tasks")
+
+
+def prefect_request_slot(
+    options: EvalOptions,
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """What each evaluation request holds: a Prefect rate-limit token and/or a slot of a
+    global concurrency limit (shared with every other flow using the same names)."""
+    if not options.rate_limit_name and not options.concurrency_limit_name:
+        return None
+    from prefect.concurrency.asyncio import concurrency, rate_limit
+
+    @asynccontextmanager
+    async def slot() -> AsyncIterator[None]:
+        if options.rate_limit_name:
+            await rate_limit(options.rate_limit_name, strict=options.rate_limit_strict)
+        if options.concurrency_limit_name:
+            async with concurrency(
+                options.concurrency_limit_name, strict=options.rate_limit_strict
+            ):
+                yield
+        else:
+            yield
+
+    return slot
+
+
 def retry_on_crash(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect-level retries are for whole-task failures (network gone, worker trouble), not a
     second layer of HTTP retries: the client already retried transient HTTP errors."""
@@ -96,7 +133,7 @@ def stage(
 ) -> AdapterSource:
     """Package a local folder/archive or an S3 folder as one archive in S3."""
     staged = stage_source(source, staging_uri, s3_client=s3_client_for(aws_credentials_block))
-    get_run_logger().info(
+    _logger().info(
         "Staged %s as %s (%s, %d bytes)",
         source.display,
         staged.uri,
@@ -123,7 +160,7 @@ def presign(
     """SigV4-presign an S3 archive (≥ 100 min) or pin a Hub revision; fingerprint the content."""
     client = s3_client_for(aws_credentials_block) if source.bucket else None
     resolved = resolve_source(source, expires_s=expires_s, s3_client=client, hf_token=hf_token)
-    logger = get_run_logger()
+    logger = _logger()
     for warning in resolved.warnings:
         logger.warning(warning)
     logger.info("Resolved %s (fingerprint %s)", source.display, resolved.fingerprint)
@@ -154,7 +191,7 @@ def validate(
         options=ValidationOptions(max_rank=settings.max_rank, check_data=settings.check_data),
         hf_token=hf_token,
     )
-    logger = get_run_logger()
+    logger = _logger()
     for finding in report.findings:
         log = logger.error if finding.severity == "error" else logger.info
         log("%s %s: %s", finding.severity.upper(), finding.code, finding.message)
@@ -189,7 +226,7 @@ def upload(
             description=description,
             hf_token=hf_token,
         )
-    get_run_logger().info(
+    _logger().info(
         "Upload job %s for %s (%s)",
         job.job_id,
         job.model_name,
@@ -206,7 +243,7 @@ def await_job(
     model_name: str | None = None,
 ) -> list[StatusUpdate]:
     """Poll until Complete (returns the status timeline) or raise JobFailed / JobTimedOut."""
-    logger = get_run_logger()
+    logger = _logger()
     progress_id = progress_artifact(
         artifact_key("job", model_name or job_id), 0.0, f"Together job {job_id}"
     )
@@ -227,7 +264,7 @@ def smoke_infer(
 ) -> SmokeReport:
     """A few real calls; tolerant of cold start; fails on errors or empty outputs."""
     options = options or SmokeOptions()
-    logger = get_run_logger()
+    logger = _logger()
     # 503 here is a cold start: smoke's own loop waits for it (counted, up to ready_timeout_s)
     retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {503})
     with credentials.get_sync_client(retry) as client:
@@ -285,7 +322,7 @@ def evaluate(
     criteria; the flow decides whether a failed gate fails or warns. Answers are recorded as
     they arrive, so a retry or a re-run asks only what is still missing."""
     options = options or EvalOptions()
-    logger = get_run_logger()
+    logger = _logger()
     store = open_store(options.answer_store, slug(f"{adapter_model}-vs-{base_model}", 120))
     progress_id = progress_artifact(
         artifact_key("eval-progress", adapter_model),
@@ -302,14 +339,7 @@ def evaluate(
                 f"Evaluating {adapter_model}: {done}/{total} answers",
             )
 
-    before_request = None
-    if options.rate_limit_name:
-        from prefect.concurrency.asyncio import rate_limit
-
-        name, strict = options.rate_limit_name, options.rate_limit_strict
-
-        async def before_request() -> None:
-            await rate_limit(name, strict=strict)
+    slot = prefect_request_slot(options)
 
     # 429 and 503 go to the runner, which adapts its concurrency and never drops a row
     retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {429, 503})
@@ -324,7 +354,7 @@ def evaluate(
                 options,
                 store=store,
                 on_progress=on_progress,
-                before_request=before_request,
+                slot=slot,
             )
 
     report = asyncio.run(go())

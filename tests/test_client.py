@@ -28,7 +28,7 @@ from prefect_together_lora.schemas import JobStatus
 
 BASE = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 FAST = RetryPolicy(max_attempts=4, initial_delay_s=0.01, max_delay_s=0.05)
-SIGNED = "http://127.0.0.1:9/bucket/a.zip?X-Amz-Signature=deadbeefcafe0123&X-Amz-Expires=9"
+SIGNED = "http://127.0.0.1:9/bucket/a.zip?X-Amz-Signature=FAKESIGNATUREzz42&X-Amz-Expires=9"
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_duplicate_name_other_source_is_model_name_taken(client, together_emulat
         client.upload_adapter("taken", "acme/other", BASE)
     text = str(info.value)
     assert "different adapter" in text and "name_suffix='auto'" in text
-    assert "deadbeefcafe0123" not in text  # the other source's signature is not revealed
+    assert "FAKESIGNATUREzz42" not in text  # the other source's signature is not revealed
 
 
 def test_lost_upload_response_is_reconciled(client, together_emulator) -> None:
@@ -292,12 +292,12 @@ def test_secrets_never_in_reprs_or_messages(client, together_emulator, caplog) -
     up = client.upload_adapter("sec", SecretStr(SIGNED), BASE, hf_token=SecretStr("hf_" + "x" * 34))
     job = client.get_job(up.job_id)
     for text in (repr(client), repr(job), job.model_dump_json(), str(job.args), repr(up)):
-        assert "deadbeefcafe0123" not in text and "hf_xxxx" not in text
+        assert "FAKESIGNATUREzz42" not in text and "hf_xxxx" not in text
         assert together_emulator.api_key not in text
     assert (
         job.args is not None and job.args.model_source_redacted == "http://127.0.0.1:9/bucket/a.zip"
     )
-    assert "deadbeefcafe0123" not in caplog.text and together_emulator.api_key not in caplog.text
+    assert "FAKESIGNATUREzz42" not in caplog.text and together_emulator.api_key not in caplog.text
 
 
 def test_async_client_mirrors_the_sync_client(together_emulator) -> None:

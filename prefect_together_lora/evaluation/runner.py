@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -106,7 +107,7 @@ class _Runner:
         store: AnswerStore,
         total: int,
         on_progress: OnProgress | None,
-        before_request: Callable[[], Awaitable[None]] | None,
+        slot: Callable[[], AbstractAsyncContextManager[Any]] | None,
     ) -> None:
         self.client = client
         self.options = options
@@ -115,7 +116,7 @@ class _Runner:
         self.total = total
         self.done = 0
         self.on_progress = on_progress
-        self.before_request = before_request
+        self.slot = slot
         self.asked = self.reused = self.judge_calls = self.judge_unparsed = 0
         self.rng = random.Random(options.seed)
 
@@ -132,9 +133,7 @@ class _Runner:
         deadline = time.monotonic() + self.options.retry_deadline_s
         backoff = 0.5
         while True:
-            if self.before_request is not None:
-                await self.before_request()
-            async with self.limiter:
+            async with self.limiter, self.slot() if self.slot else nullcontext():
                 started = time.monotonic()
                 try:
                     reply = await self.client.chat(model, messages, **params)
@@ -207,7 +206,7 @@ async def run_eval(
     *,
     store: AnswerStore | None = None,
     on_progress: OnProgress | None = None,
-    before_request: Callable[[], Awaitable[None]] | None = None,
+    slot: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
 ) -> EvalReport:
     """Ask both models every row with the same generation parameters, score, compare."""
     metrics = {row.id: row.metric or options.default_metric for row in rows}
@@ -216,7 +215,7 @@ async def run_eval(
         if metric == "judge" and not options.judge_model:
             raise ValueError("rows use the 'judge' metric but EvalOptions.judge_model is unset")
     runner = _Runner(
-        client, options, store or MemoryAnswerStore(), 2 * len(rows), on_progress, before_request
+        client, options, store or MemoryAnswerStore(), 2 * len(rows), on_progress, slot
     )
     throttled_before = client.status_counts[429]
 

@@ -453,6 +453,14 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
             "view the list of supported models.",
             code="model_not_available",
         )
+    if record is not None and config.dedicated_only:
+        return error_response(
+            400,
+            f"Unable to access non-serverless model {model}. Please visit "
+            f"https://api.together.ai/models/{model} to create and start a new dedicated "
+            "endpoint for the model.",
+            code="model_not_available",
+        )
     if record is not None and state.store.count_call(model) < config.cold_start_calls:
         if config.cold_start_status == 503:
             return error_response(

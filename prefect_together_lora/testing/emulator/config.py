@@ -54,6 +54,11 @@ class EmulatorConfig(BaseModel):
         default=None, description="Report this non-enum status (e.g. 'Processing') while running."
     )
     list_adapters: bool = Field(default=True, description="List completed adapters in GET /models.")
+    dedicated_only: bool = Field(
+        default=False,
+        description="Uploaded models answer 400 model_not_available 'non-serverless' (they "
+        "would need a dedicated endpoint), as newer Together accounts do.",
+    )
     cold_start_calls: int = Field(
         default=0, ge=0, description="First K calls to a new adapter fail."
     )
