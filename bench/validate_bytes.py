@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -143,19 +144,8 @@ def main() -> int:
                 ok = ok and report.valid
                 failures += not ok
                 rows.append(
-                    [
-                        kind,
-                        _size(weights),
-                        f"{report.bytes_read / KIB:,.1f} KiB",
-                        str(report.requests),
-                        f"{wall:.3f}",
-                        _size(full_bytes),
-                        f"{full_wall:.3f}",
-                        target,
-                        "yes" if ok else "NO",
-                    ]
+                    table_row(kind, weights, report, wall, full_bytes, full_wall, target, ok)
                 )
-                shutil.rmtree(case / "unused", ignore_errors=True)
             repo = work / "hub" / "bench" / f"lora-{size}"
             repo.mkdir(parents=True)
             for item in folder.iterdir():
@@ -170,17 +160,9 @@ def main() -> int:
             ok = report.valid and report.bytes_read <= 256 * KIB and report.requests <= 4
             failures += not ok
             rows.append(
-                [
-                    "hub",
-                    _size(weights),
-                    f"{report.bytes_read / KIB:,.1f} KiB",
-                    str(report.requests),
-                    f"{wall:.3f}",
-                    _size(full_bytes),
-                    f"{full_wall:.3f}",
-                    "<= 256 KiB, <= 4 req",
-                    "yes" if ok else "NO",
-                ]
+                table_row(
+                    "hub", weights, report, wall, full_bytes, full_wall, "<= 256 KiB, <= 4 req", ok
+                )
             )
             shutil.rmtree(case)
     if args.workdir is None:
@@ -203,6 +185,29 @@ def main() -> int:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     print(f"validate-bytes: cases={len(rows)} targets_missed={failures}")
     return 1 if failures else 0
+
+
+def table_row(
+    kind: str,
+    weights: int,
+    report: Any,
+    wall: float,
+    full_bytes: int,
+    full_wall: float,
+    target: str,
+    ok: bool,
+) -> list[str]:
+    return [
+        kind,
+        _size(weights),
+        f"{report.bytes_read / KIB:,.1f} KiB",
+        str(report.requests),
+        f"{wall:.3f}",
+        _size(full_bytes),
+        f"{full_wall:.3f}",
+        target,
+        "yes" if ok else "NO",
+    ]
 
 
 def _size(n: int) -> str:

@@ -374,5 +374,22 @@ def failure_cases() -> list[Case]:
     ]
 
 
+def catalog_entry(model_id: str, **overrides: Any) -> dict[str, Any]:
+    """A catalog entry with Llama-3.1-8B dimensions (for tests that extend the catalog)."""
+    entry: dict[str, Any] = {
+        "id": model_id,
+        "display_name": model_id.rsplit("/", 1)[-1],
+        "architecture": "Llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_layers": 32,
+        "num_heads": 32,
+        "num_kv_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 128256,
+    }
+    return {**entry, **overrides}
+
+
 def codes(report: Any, severity: str) -> set[str]:
     return {f.code for f in report.findings if f.severity == severity}

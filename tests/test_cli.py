@@ -11,6 +11,7 @@ import pytest
 
 from prefect_together_lora.cli import main
 from prefect_together_lora.testing.adapters import write_adapter, zip_folder
+from tests.adapter_cases import catalog_entry
 from tests.helpers import BASE_8B, put_file, raw_presign
 
 KEYS = {
@@ -75,25 +76,7 @@ def test_custom_catalog_extends_the_bases(tmp_path: Path, capsys) -> None:
     folder = write_adapter(tmp_path / "a", BASE_8B)
     catalog = tmp_path / "catalog.json"
     catalog.write_text(
-        json.dumps(
-            {
-                "models": [
-                    {
-                        "id": "acme/Llama-3.1-8B-Custom",
-                        "display_name": "custom",
-                        "architecture": "Llama",
-                        "hidden_size": 4096,
-                        "intermediate_size": 14336,
-                        "num_layers": 32,
-                        "num_heads": 32,
-                        "num_kv_heads": 8,
-                        "head_dim": 128,
-                        "vocab_size": 128256,
-                        "max_rank": 4,
-                    }
-                ]
-            }
-        )
+        json.dumps({"models": [catalog_entry("acme/Llama-3.1-8B-Custom", max_rank=4)]})
     )
     code, report, _ = run_cli(
         str(folder),

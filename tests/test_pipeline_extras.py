@@ -18,6 +18,7 @@ from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.polling import wait_for_job
 from prefect_together_lora.smoke import run_smoke
 from prefect_together_lora.testing.adapters import write_adapter
+from tests.adapter_cases import catalog_entry
 from tests.helpers import BASE_8B
 
 FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.1, max_wait_s=10, not_found_grace_s=5)
@@ -157,23 +158,7 @@ def test_catalog_from_a_prefect_variable(prefect_harness, tmp_path: Path) -> Non
 
     Variable.set(
         "together-lora-catalog",
-        {
-            "default_max_rank": 16,
-            "models": [
-                {
-                    "id": "acme/New-Base-8B",
-                    "display_name": "New-Base-8B",
-                    "architecture": "Llama",
-                    "hidden_size": 4096,
-                    "intermediate_size": 14336,
-                    "num_layers": 32,
-                    "num_heads": 32,
-                    "num_kv_heads": 8,
-                    "head_dim": 128,
-                    "vocab_size": 128256,
-                }
-            ],
-        },
+        {"default_max_rank": 16, "models": [catalog_entry("acme/New-Base-8B")]},
         overwrite=True,
     )
     catalog = load_catalog(variable="together-lora-catalog")

@@ -23,6 +23,7 @@ from prefect_together_lora.validation.safetensors import (
     HeaderProblem,
     SafetensorsHeader,
     parse_header,
+    read_exactly,
     read_header_bytes,
 )
 
@@ -94,15 +95,7 @@ def _header_from(
         files.header_error = str(exc)
         return
     if sample_bytes > 0:
-        wanted = min(sample_bytes, files.header.data_end)
-        chunks, got = [], 0
-        while got < wanted:
-            chunk = read(min(wanted - got, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        files.data_sample = b"".join(chunks)
+        files.data_sample = read_exactly(read, min(sample_bytes, files.header.data_end))
 
 
 class _Deadline:

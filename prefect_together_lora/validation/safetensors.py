@@ -82,7 +82,7 @@ def read_header_bytes(
     read: Callable[[int], bytes], file_size: int | None, max_header: int = MAX_HEADER_BYTES
 ) -> tuple[int, bytes]:
     """Read ``8 + N`` bytes through ``read(n)`` (from the start of the file): (N, JSON bytes)."""
-    first = _read_exactly(read, 8)
+    first = read_exactly(read, 8)
     if len(first) < 8:
         raise HeaderProblem(f"file is {len(first)} bytes, shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", first)
@@ -95,17 +95,18 @@ def read_header_bytes(
             f"header length {n:,} runs past the end of the {file_size:,}-byte file"
             " (truncated upload?)"
         )
-    first_byte = _read_exactly(read, 1)
+    first_byte = read_exactly(read, 1)
     if first_byte != b"{":
         # checked before reading N bytes: a zip bomb posing as a header costs one byte
         raise HeaderProblem("header JSON does not start with '{'")
-    raw = first_byte + _read_exactly(read, n - 1)
+    raw = first_byte + read_exactly(read, n - 1)
     if len(raw) < n:
         raise HeaderProblem(f"file ends inside the {n:,}-byte header (truncated upload?)")
     return n, raw
 
 
-def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
+def read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
+    """Up to ``n`` bytes through ``read``, in bounded chunks (stops early at end of file)."""
     chunks, got = [], 0
     while got < n:
         chunk = read(min(n - got, 1 << 20))
