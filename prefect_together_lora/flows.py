@@ -25,7 +25,7 @@ from prefect_together_lora.fleet import (
 )
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
 from prefect_together_lora.publish_result import PublishResult, render_report
-from prefect_together_lora.redaction import redact
+from prefect_together_lora.redaction import redact, strip_query
 from prefect_together_lora.reporting import (
     artifact_key,
     link_artifact,
@@ -116,12 +116,21 @@ def publish_adapter(
     logger = get_run_logger()
     creds = credentials or TogetherCredentials.from_env()
     hf_token = _hf_token(hf_token_secret)
-    parsed = AdapterSource.parse(source)
     result = PublishResult(
-        source=parsed.display, base_model=base_model, report_key=artifact_key("report", model_name)
+        source=strip_query(source),
+        base_model=base_model,
+        report_key=artifact_key("report", model_name),
     )
-    step = "stage"
+    step = "parse"
     try:
+        parsed = AdapterSource.parse(source)
+        result.source = parsed.display
+        if parsed.url is not None:
+            logger.warning(
+                "source is a presigned URL: Prefect stores flow parameters as given, signature "
+                "included. Pass s3://bucket/key instead and the flow signs a fresh URL itself."
+            )
+        step = "stage"
         if parsed.needs_staging:
             parsed = stage(parsed, staging_uri, aws_credentials_block)
         step = "presign"

@@ -350,3 +350,13 @@ def test_secrets_appear_nowhere(
             for row in db.execute(f'SELECT * FROM "{table}"'):
                 text = " ".join(str(c) for c in row)
                 assert not [n for n in needles if n in text], table
+
+
+def test_unparseable_source_still_leaves_a_report(prefect_harness, together_emulator) -> None:
+    state = run(
+        together_emulator, "ftp://example.invalid/adapter.zip?token=SECRETVALUE1", "lora-bad-source"
+    )
+    assert state.is_failed()
+    report = read_artifacts(state)["together-lora-report-lora-bad-source"].data
+    assert "Failed at `parse`" in report and "Accepted forms" in report
+    assert "SECRETVALUE1" not in report
