@@ -12,9 +12,9 @@ from enum import Enum
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
-from prefect_together_lora.redaction import strip_query
+from prefect_together_lora.redaction import redact, strip_query
 
 
 class _ApiModel(BaseModel):
@@ -60,6 +60,13 @@ class StatusUpdate(_ApiModel):
     status: JobStatus
     message: str = ""
     timestamp: datetime | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _no_secrets(cls, message: str) -> str:
+        # shown in logs, reports and results: a message quoting the source URL must not
+        # carry its signature
+        return redact(message)
 
 
 class JobArgs(_ApiModel):

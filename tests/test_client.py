@@ -323,3 +323,19 @@ def test_async_client_mirrors_the_sync_client(together_emulator) -> None:
                 await c.chat("nope/nope", [{"role": "user", "content": "x"}])
 
     asyncio.run(main())
+
+
+def test_status_messages_never_carry_a_signature() -> None:
+    from prefect_together_lora.schemas import Job
+
+    job = Job.model_validate(
+        {
+            "job_id": "j",
+            "status": "Failed",
+            "status_updates": [
+                {"status": "Failed", "message": f"Could not download {SIGNED}: 403"}
+            ],
+        }
+    )
+    assert "FAKESIGNATUREzz42" not in job.status_updates[0].message
+    assert "http://127.0.0.1:9/bucket/a.zip?<redacted>" in job.status_updates[0].message
