@@ -236,3 +236,82 @@ def test_fault_latency_and_admin_not_under_v1(http, together_emulator) -> None:
     assert together_emulator.admin.config()["account"] == "devuser"
     with pytest.raises(httpx.HTTPStatusError):
         together_emulator.admin.configure(no_such_field=1)
+
+
+def test_endpoint_adapters(http, together_emulator) -> None:
+    together_emulator.admin.configure(
+        endpoints=[
+            {"id": "ep-1", "name": "acme/llama-8b-lora", "base_model": BASE_8B, "max_adapters": 1},
+            {"id": "ep-2", "name": "acme/no-lora", "base_model": BASE_8B, "lora": False},
+        ],
+        dedicated_only=True,
+    )
+    up = http.post(
+        "/v1/models",
+        json={
+            "model_name": "attach-me",
+            "model_source": "acme/r",
+            "model_type": "adapter",
+            "base_model": BASE_8B,
+        },
+    ).json()
+    together_emulator.admin.set_job_status(up["data"]["job_id"], "Complete", "Job is Complete")
+    ask = {"messages": [{"role": "user", "content": "hi"}]}
+    assert (
+        http.post("/v1/chat/completions", json={"model": "devuser/attach-me", **ask})
+        .json()["error"]["message"]
+        .startswith("Unable to access non-serverless")
+    )
+
+    def call(method: str, endpoint: str, model_id: str | None = None) -> httpx.Response:
+        body = None if model_id is None else {"model_id": model_id}
+        return http.request(method, f"/v1/endpoints/{endpoint}/adapters", json=body)
+
+    for method, endpoint, model_id, message in [
+        ("POST", "ep-9", "acme/llama-8b-lora:devuser/attach-me", "No endpoint with this id"),
+        ("POST", "ep-1", "devuser/attach-me", "must be in format"),
+        ("POST", "ep-1", "acme/other:devuser/attach-me", "does not match endpoint"),
+        ("POST", "ep-1", "acme/llama-8b-lora:devuser/ghost", "Could not find model"),
+        ("POST", "ep-2", "acme/no-lora:devuser/attach-me", "does not have LoRA enabled"),
+        ("DELETE", "ep-1", "acme/llama-8b-lora:devuser/attach-me", "is not bound"),
+    ]:
+        response = call(method, endpoint, model_id)
+        assert message in response.json()["error"]["message"], (method, endpoint, model_id)
+    attached = call("POST", "ep-1", "acme/llama-8b-lora:devuser/attach-me")
+    assert attached.json() == {"model_id": "acme/llama-8b-lora:devuser/attach-me"}
+    assert (
+        "already bound"
+        in call("POST", "ep-1", "acme/llama-8b-lora:devuser/attach-me").json()["error"]["message"]
+    )
+    second = http.post(
+        "/v1/models",
+        json={
+            "model_name": "attach-two",
+            "model_source": "acme/r",
+            "model_type": "adapter",
+            "base_model": BASE_8B,
+        },
+    ).json()
+    together_emulator.admin.set_job_status(second["data"]["job_id"], "Complete", "done")
+    assert (
+        "maximum of 1"
+        in call("POST", "ep-1", "acme/llama-8b-lora:devuser/attach-two").json()["error"]["message"]
+    )
+    listing = call("GET", "ep-1").json()
+    assert listing["data"] == [
+        {
+            "model_id": "acme/llama-8b-lora:devuser/attach-me",
+            "adapter_name": "devuser/attach-me",
+            "endpoint_name": "acme/llama-8b-lora",
+        }
+    ]
+    for model in ("acme/llama-8b-lora:devuser/attach-me", "devuser/attach-me"):
+        reply = http.post("/v1/chat/completions", json={"model": model, **ask}).json()
+        assert reply["model"] == model and reply["choices"][0]["message"]["content"]
+    assert call("DELETE", "ep-1", "acme/llama-8b-lora:devuser/attach-me").status_code == 200
+    assert (
+        http.post(
+            "/v1/chat/completions", json={"model": "acme/llama-8b-lora:devuser/attach-me", **ask}
+        ).status_code
+        == 404
+    )

@@ -350,6 +350,63 @@ def _add_api_routes(api: APIRouter, state: EmulatorState) -> None:
             return error_response(404, f"Job {job_id} not found", code="not_found")
         return JSONResponse(doc)
 
+    @api.api_route("/endpoints/{endpoint_id}/adapters", methods=["GET", "POST", "DELETE"])
+    async def endpoint_adapters(endpoint_id: str, request: Request) -> Response:
+        if _bearer(request, config) is None:
+            return unauthorized()
+        endpoint = next((e for e in config.endpoints if e.id == endpoint_id), None)
+        if endpoint is None:
+            return error_response(404, "No endpoint with this id exists", code="not_found")
+        if request.method == "GET":
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "model_id": f"{endpoint.name}:{adapter}",
+                            "adapter_name": adapter,
+                            "endpoint_name": endpoint.name,
+                        }
+                        for _, adapter in state.store.attachments(endpoint_id)
+                    ],
+                }
+            )
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        model_id = body.get("model_id")
+        if not isinstance(model_id, str) or model_id.count(":") != 1:
+            return error_response(
+                400,
+                "model_id must be in format 'endpoint_model_name:adapter_name'",
+                param="model_id",
+            )
+        endpoint_name, adapter = model_id.split(":")
+        if endpoint_name != endpoint.name:
+            return error_response(
+                400, "endpoint name in model_id does not match endpoint", param="model_id"
+            )
+        if request.method == "DELETE":
+            if not state.store.detach(endpoint_id, adapter):
+                return error_response(400, "adapter is not bound to endpoint")
+            return JSONResponse({"model_id": model_id})
+        record = state.store.model(adapter)
+        if record is None or record.status != "Complete":
+            return error_response(404, "Could not find model", param="model_id")
+        if not endpoint.lora:
+            return error_response(400, "endpoint does not have LoRA enabled")
+        if record.base_model != endpoint.base_model:
+            return error_response(400, "adapter base model is not compatible with endpoint model")
+        bound = [a for _, a in state.store.attachments(endpoint_id)]
+        if adapter in bound:
+            return error_response(400, "adapter is already bound to endpoint")
+        if len(bound) >= endpoint.max_adapters:
+            return error_response(
+                400, f"endpoint already serves its maximum of {endpoint.max_adapters} adapters"
+            )
+        state.store.attach(endpoint_id, adapter)
+        return JSONResponse({"model_id": model_id})
+
     @api.post("/chat/completions")
     async def chat(request: Request) -> Response:
         return await _inference(request, state, "chat")
@@ -443,7 +500,19 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
     invalid = _validate_inference(body, kind)
     if invalid is not None:
         return invalid
-    model = body["model"]
+    model = requested = body["model"]
+    attached_to = {adapter for _, adapter in state.store.attachments()}
+    if ":" in model:  # endpoint_model_name:adapter_name, for adapters attached to an endpoint
+        endpoint_name, _, adapter = model.partition(":")
+        endpoints = {e.id for e in config.endpoints if e.name == endpoint_name}
+        if not any(e in endpoints for e, a in state.store.attachments() if a == adapter):
+            return error_response(
+                404,
+                f"Unable to access model {model}. Please visit "
+                "https://api.together.ai/models to view the list of supported models.",
+                code="model_not_available",
+            )
+        model = adapter
     record = state.store.model(model)
     bases = BASE_MODEL_TABLES.get(config.base_models, BASE_MODEL_TABLES["all"])
     if model not in bases and (record is None or record.status != "Complete"):
@@ -453,7 +522,7 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
             "view the list of supported models.",
             code="model_not_available",
         )
-    if record is not None and config.dedicated_only:
+    if record is not None and config.dedicated_only and model not in attached_to:
         return error_response(
             400,
             f"Unable to access non-serverless model {model}. Please visit "
@@ -523,7 +592,7 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
     headers = _rate_headers(config, left)
     if body.get("stream"):
         return StreamingResponse(
-            _stream(kind, rid, created, model, gens, usage),
+            _stream(kind, rid, created, requested, gens, usage),
             media_type="text/event-stream;charset=utf-8",
             headers=headers,
         )
@@ -564,7 +633,7 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
             "id": rid,
             "object": obj,
             "created": created,
-            "model": model,
+            "model": requested,
             "prompt": prompt_part,
             "choices": choices,
             "usage": usage,

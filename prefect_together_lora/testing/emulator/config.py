@@ -31,6 +31,16 @@ BASE_MODEL_TABLES: dict[str, list[str]] = {
 BASE_MODEL_TABLES["all"] = sorted({m for table in BASE_MODEL_TABLES.values() for m in table})
 
 
+class EndpointSpec(BaseModel):
+    """A dedicated endpoint adapters can be attached to (``/v1/endpoints/{id}/adapters``)."""
+
+    id: str
+    name: str = Field(description="The endpoint's model name (left of ':' in model ids).")
+    base_model: str
+    lora: bool = Field(default=True, description="LoRA-enabled: accepts adapters.")
+    max_adapters: int = Field(default=16, ge=1)
+
+
 class EmulatorConfig(BaseModel):
     """How the emulated Together account behaves. All fields can be patched at run time through
     ``PATCH /_emulator/config``."""
@@ -69,3 +79,6 @@ class EmulatorConfig(BaseModel):
     )
     rate_limit_burst: int = Field(default=10, ge=1)
     context_length: int = Field(default=8192, ge=16)
+    endpoints: list[EndpointSpec] = Field(
+        default_factory=list, description="Dedicated endpoints adapters can be attached to."
+    )

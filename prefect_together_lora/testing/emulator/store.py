@@ -46,6 +46,9 @@ class Store:
             CREATE TABLE IF NOT EXISTS jobs (
                 job_id TEXT PRIMARY KEY, account TEXT NOT NULL, created REAL NOT NULL,
                 doc TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS attachments (
+                endpoint_id TEXT NOT NULL, adapter TEXT NOT NULL,
+                PRIMARY KEY (endpoint_id, adapter));
             CREATE TABLE IF NOT EXISTS models (
                 name TEXT PRIMARY KEY, account TEXT NOT NULL, model_id TEXT NOT NULL,
                 job_id TEXT NOT NULL, base_model TEXT, model_type TEXT NOT NULL,
@@ -172,3 +175,31 @@ class Store:
             row = self._db.execute("SELECT calls FROM models WHERE name = ?", (name,)).fetchone()
             self._db.execute("UPDATE models SET calls = calls + 1 WHERE name = ?", (name,))
         return int(row[0]) if row else 0
+
+    def attachments(self, endpoint_id: str | None = None) -> list[tuple[str, str]]:
+        """(endpoint id, adapter name) pairs, for one endpoint or all."""
+        query = "SELECT endpoint_id, adapter FROM attachments"
+        args: tuple[str, ...] = ()
+        if endpoint_id is not None:
+            query += " WHERE endpoint_id = ?"
+            args = (endpoint_id,)
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(query + " ORDER BY adapter", args)]
+
+    def attach(self, endpoint_id: str, adapter: str) -> bool:
+        """False when the adapter is bound to the endpoint already."""
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO attachments VALUES (?, ?)", (endpoint_id, adapter))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def detach(self, endpoint_id: str, adapter: str) -> bool:
+        """False when the adapter was not bound to the endpoint."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM attachments WHERE endpoint_id = ? AND adapter = ?",
+                (endpoint_id, adapter),
+            )
+        return cursor.rowcount > 0
