@@ -416,6 +416,10 @@ def _add_api_routes(api: APIRouter, state: EmulatorState) -> None:
         return await _inference(request, state, "completion")
 
 
+def _attached(state: EmulatorState, adapter: str) -> bool:
+    return any(a == adapter for _, a in state.store.attachments())
+
+
 def _validate_inference(body: dict[str, Any], kind: str) -> JSONResponse | None:
     if not isinstance(body.get("model"), str) or not body["model"]:
         return error_response(400, "model is required", param="model")
@@ -501,7 +505,6 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
     if invalid is not None:
         return invalid
     model = requested = body["model"]
-    attached_to = {adapter for _, adapter in state.store.attachments()}
     if ":" in model:  # endpoint_model_name:adapter_name, for adapters attached to an endpoint
         endpoint_name, _, adapter = model.partition(":")
         endpoints = {e.id for e in config.endpoints if e.name == endpoint_name}
@@ -522,7 +525,7 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
             "view the list of supported models.",
             code="model_not_available",
         )
-    if record is not None and config.dedicated_only and model not in attached_to:
+    if record is not None and config.dedicated_only and not _attached(state, model):
         return error_response(
             400,
             f"Unable to access non-serverless model {model}. Please visit "
