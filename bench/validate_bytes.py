@@ -111,62 +111,71 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-validate-"))
     rows: list[list[str]] = []
     failures = 0
-    with run_s3_server() as endpoint, run_local_hub(work / "hub") as (hub_endpoint, _):
-        os.environ.update(s3_env(endpoint))
-        s3 = s3_client(endpoint)
-        s3.create_bucket(Bucket="bench")
-        for size in sizes:
-            case = work / f"case-{size}"
-            folder = build(case / "adapter", size, args.fill)
-            weights = (folder / "adapter_model.safetensors").stat().st_size
-            archives = {
-                "zip-stored": zip_folder(folder, case / "stored.zip", compress=False),
-                "zip-deflated": zip_folder(folder, case / "deflated.zip"),
-                "tar.gz": tar_folder(folder, case / "adapter.tar.gz"),
-            }
-            for kind, archive in archives.items():
-                key = f"{size}/{archive.name}"
-                s3.upload_file(str(archive), "bench", key)
-                url = s3.generate_presigned_url(
-                    "get_object", Params={"Bucket": "bench", "Key": key}, ExpiresIn=6 * 3600
-                )
+    try:
+        with run_s3_server() as endpoint, run_local_hub(work / "hub") as (hub_endpoint, _):
+            os.environ.update(s3_env(endpoint))
+            s3 = s3_client(endpoint)
+            s3.create_bucket(Bucket="bench")
+            for size in sizes:
+                case = work / f"case-{size}"
+                folder = build(case / "adapter", size, args.fill)
+                weights = (folder / "adapter_model.safetensors").stat().st_size
+                archives = {
+                    "zip-stored": zip_folder(folder, case / "stored.zip", compress=False),
+                    "zip-deflated": zip_folder(folder, case / "deflated.zip"),
+                    "tar.gz": tar_folder(folder, case / "adapter.tar.gz"),
+                }
+                for kind, archive in archives.items():
+                    key = f"{size}/{archive.name}"
+                    s3.upload_file(str(archive), "bench", key)
+                    url = s3.generate_presigned_url(
+                        "get_object", Params={"Bucket": "bench", "Key": key}, ExpiresIn=6 * 3600
+                    )
+                    started = time.perf_counter()
+                    report = validate_source(url, BASE)
+                    wall = time.perf_counter() - started
+                    full_bytes, full_wall = full_download([url])
+                    if kind == "tar.gz":
+                        limit = needed_tar_offset(archive) + 64 * KIB
+                        ok = report.bytes_read <= limit
+                        target = f"<= {limit / KIB:,.0f} KiB"
+                    else:
+                        ok = report.bytes_read <= 256 * KIB and report.requests <= 4
+                        target = "<= 256 KiB, <= 4 req"
+                    ok = ok and report.valid
+                    failures += not ok
+                    rows.append(
+                        table_row(kind, weights, report, wall, full_bytes, full_wall, target, ok)
+                    )
+                repo = work / "hub" / "bench" / f"lora-{size}"
+                repo.mkdir(parents=True)
+                for item in folder.iterdir():
+                    os.link(item, repo / item.name)
                 started = time.perf_counter()
-                report = validate_source(url, BASE)
+                report = validate_source(f"hf://bench/lora-{size}", BASE, hf_endpoint=hub_endpoint)
                 wall = time.perf_counter() - started
-                full_bytes, full_wall = full_download([url])
-                if kind == "tar.gz":
-                    limit = needed_tar_offset(archive) + 64 * KIB
-                    ok = report.bytes_read <= limit
-                    target = f"<= {limit / KIB:,.0f} KiB"
-                else:
-                    ok = report.bytes_read <= 256 * KIB and report.requests <= 4
-                    target = "<= 256 KiB, <= 4 req"
-                ok = ok and report.valid
+                base = f"{hub_endpoint}/bench/lora-{size}/resolve/main"
+                full_bytes, full_wall = full_download(
+                    [f"{base}/adapter_config.json", f"{base}/adapter_model.safetensors"]
+                )
+                ok = report.valid and report.bytes_read <= 256 * KIB and report.requests <= 4
                 failures += not ok
                 rows.append(
-                    table_row(kind, weights, report, wall, full_bytes, full_wall, target, ok)
+                    table_row(
+                        "hub",
+                        weights,
+                        report,
+                        wall,
+                        full_bytes,
+                        full_wall,
+                        "<= 256 KiB, <= 4 req",
+                        ok,
+                    )
                 )
-            repo = work / "hub" / "bench" / f"lora-{size}"
-            repo.mkdir(parents=True)
-            for item in folder.iterdir():
-                os.link(item, repo / item.name)
-            started = time.perf_counter()
-            report = validate_source(f"hf://bench/lora-{size}", BASE, hf_endpoint=hub_endpoint)
-            wall = time.perf_counter() - started
-            base = f"{hub_endpoint}/bench/lora-{size}/resolve/main"
-            full_bytes, full_wall = full_download(
-                [f"{base}/adapter_config.json", f"{base}/adapter_model.safetensors"]
-            )
-            ok = report.valid and report.bytes_read <= 256 * KIB and report.requests <= 4
-            failures += not ok
-            rows.append(
-                table_row(
-                    "hub", weights, report, wall, full_bytes, full_wall, "<= 256 KiB, <= 4 req", ok
-                )
-            )
-            shutil.rmtree(case)
-    if args.workdir is None:
-        shutil.rmtree(work, ignore_errors=True)
+                shutil.rmtree(case)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
     headers = [
         "format",
         "adapter",

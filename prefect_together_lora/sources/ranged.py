@@ -190,7 +190,7 @@ class HttpRangeReader(RangedReader):
                 f"{redact(str(exc), [self._url])}"
             ) from None
         if response.status_code not in (200, 206):
-            raise SourceError(_http_error_message(self._display, response))
+            raise SourceError(http_error_message(self._display, response))
         self.etag = self.etag or response.headers.get("etag")
         self.version_id = self.version_id or response.headers.get("x-amz-version-id")
         return response
@@ -256,7 +256,7 @@ def _total_size(response: httpx.Response, display: str) -> int:
     return int(match.group(3))
 
 
-def _http_error_message(display: str, response: httpx.Response) -> str:
+def http_error_message(display: str, response: httpx.Response) -> str:
     code = ""
     text = response.text[:2000] if response.content else ""
     found = re.search(r"<Code>([^<]+)</Code>", text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 
 from prefect_together_lora.errors import SourceError
+from prefect_together_lora.redaction import strip_query
 from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
 from prefect_together_lora.sources.archive import (
     AdapterFiles,
@@ -27,7 +29,7 @@ from prefect_together_lora.sources.archive import (
 )
 from prefect_together_lora.sources.hf import read_hub, resolve_revision
 from prefect_together_lora.sources.local import file_sha256, folder_fingerprint
-from prefect_together_lora.sources.ranged import HttpRangeReader, RangedReader
+from prefect_together_lora.sources.ranged import HttpRangeReader, RangedReader, http_error_message
 from prefect_together_lora.sources.s3 import (
     DEFAULT_LIFETIME_S,
     head_object,
@@ -266,20 +268,14 @@ def _stream_tar_gz(
     try:
         with http.stream("GET", url.get_secret_value()) as response:
             if response.status_code != 200:
-                from prefect_together_lora.redaction import strip_query
-                from prefect_together_lora.sources.ranged import _http_error_message
-
                 response.read()
-                raise SourceError(
-                    _http_error_message(strip_query(url.get_secret_value()), response)
-                )
-            stream = CountingStream(response.iter_raw(16 * 1024))
-            head = stream.read(2)
-            if head != b"\x1f\x8b":
-                raise FormatMismatch("tar.gz", detect_format(head))
-            files = read_tar(
-                _Prepend(head, stream), stream=True, fmt="tar.gz", sample_bytes=sample_bytes
-            )
+                raise SourceError(http_error_message(strip_query(url.get_secret_value()), response))
+            chunks = response.iter_raw(16 * 1024)
+            first = next(chunks, b"")
+            if not first.startswith(b"\x1f\x8b"):
+                raise FormatMismatch("tar.gz", detect_format(first))
+            stream = CountingStream(itertools.chain([first], chunks))
+            files = read_tar(stream, stream=True, fmt="tar.gz", sample_bytes=sample_bytes)
             files.bytes_read, files.requests = stream.bytes_read, 1
             return files
     except httpx.HTTPError as exc:
@@ -287,13 +283,3 @@ def _stream_tar_gz(
     finally:
         if own:
             http.close()
-
-
-class _Prepend(CountingStream):
-    def __init__(self, first: bytes, rest: CountingStream) -> None:
-        def chunks() -> Any:
-            yield first
-            while chunk := rest.read(64 * 1024):
-                yield chunk
-
-        super().__init__(chunks())
