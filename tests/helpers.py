@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,20 @@ def wait_job(client: Any, job_id: str, timeout: float = 20) -> Any:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {timeout}s")
+
+
+def read_artifacts(flow_state: Any) -> dict[str, Any]:
+    """The keyed artifacts of a flow run, read back through the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_state.state_details.flow_run_id])
+                )
+            )
+        return {a.key: a for a in arts if a.key}
+
+    return asyncio.run(read())

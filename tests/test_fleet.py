@@ -12,7 +12,7 @@ from prefect_together_lora.fleet import discover, find_sources, model_name_for
 from prefect_together_lora.flows import publish_new_adapters
 from prefect_together_lora.options import JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
-from tests.helpers import BASE_8B, put_file
+from tests.helpers import BASE_8B, put_file, read_artifacts
 
 
 def stock_prefix(s3_bucket, tmp_path: Path) -> None:
@@ -96,23 +96,7 @@ def test_fleet_publishes_new_and_skips_published(
     )
     assert {e.action for e in again.result()} == {"skipped"}
     assert len(together_emulator.admin.requests(method="POST", path="/v1/models")) == 3
-    table = _fleet_artifact(again)
+    table = next(
+        a.data for k, a in read_artifacts(again).items() if k.startswith("together-lora-fleet-")
+    )
     assert len(json.loads(table)) == 3
-
-
-def _fleet_artifact(flow_state) -> str:
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    async def read() -> str:
-        async with get_client() as client:
-            arts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_state.state_details.flow_run_id])
-                )
-            )
-        return next(a.data for a in arts if a.key and a.key.startswith("together-lora-fleet-"))
-
-    return asyncio.run(read())

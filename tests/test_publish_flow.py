@@ -20,7 +20,7 @@ from prefect_together_lora.errors import (
 from prefect_together_lora.flows import publish_adapter
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
-from tests.helpers import BASE_8B, put_file
+from tests.helpers import BASE_8B, put_file, read_artifacts
 
 FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.2, max_wait_s=30)
 FAST_SMOKE = SmokeOptions(
@@ -232,22 +232,6 @@ def test_gate_can_only_warn(
     )
     assert state.is_completed(), state.message
     assert state.result().verdict == "published-gate-warning"
-
-
-def read_artifacts(flow_state) -> dict[str, Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    async def read() -> dict[str, Any]:
-        async with get_client() as client:
-            arts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_state.state_details.flow_run_id])
-                )
-            )
-        return {a.key: a for a in arts if a.key}
-
-    return asyncio.run(read())
 
 
 def test_artifacts_are_keyed_and_readable(

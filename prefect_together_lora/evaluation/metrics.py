@@ -87,20 +87,36 @@ def json_valid(output: str, expected: list[str], row: EvalRow) -> float:
     return 1.0
 
 
-@register_metric("token_f1")
-def token_f1(output: str, expected: list[str], row: EvalRow) -> float:
+def _best_f_measure(
+    output: str,
+    expected: list[str],
+    overlap: Callable[[list[str], list[str]], int],
+    both_empty: float,
+) -> float:
+    """The best F-measure of the output's tokens against any reference, given how many
+    tokens two sequences share (``both_empty`` scores an empty output against an empty
+    reference)."""
     predicted = tokens(output)
     best = 0.0
     for reference in expected:
         ref = tokens(reference)
         if not predicted or not ref:
-            best = max(best, float(predicted == ref))
+            best = max(best, both_empty if predicted == ref else 0.0)
             continue
-        common = sum((Counter(predicted) & Counter(ref)).values())
-        if common:
-            precision, recall = common / len(predicted), common / len(ref)
+        shared = overlap(predicted, ref)
+        if shared:
+            precision, recall = shared / len(predicted), shared / len(ref)
             best = max(best, 2 * precision * recall / (precision + recall))
     return best
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    return sum((Counter(a) & Counter(b)).values())
+
+
+@register_metric("token_f1")
+def token_f1(output: str, expected: list[str], row: EvalRow) -> float:
+    return _best_f_measure(output, expected, _common, both_empty=1.0)
 
 
 def _lcs(a: list[str], b: list[str]) -> int:
@@ -115,17 +131,8 @@ def _lcs(a: list[str], b: list[str]) -> int:
 
 @register_metric("rouge_l")
 def rouge_l(output: str, expected: list[str], row: EvalRow) -> float:
-    predicted = tokens(output)
-    best = 0.0
-    for reference in expected:
-        ref = tokens(reference)
-        if not predicted or not ref:
-            continue
-        lcs = _lcs(predicted, ref)
-        if lcs:
-            precision, recall = lcs / len(predicted), lcs / len(ref)
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    """ROUGE-L F-measure: the longest common subsequence of tokens."""
+    return _best_f_measure(output, expected, _lcs, both_empty=0.0)
 
 
 @register_metric("json_schema")
