@@ -47,6 +47,12 @@ def run(together_emulator, source: str, name: str, **extra: Any):
     return publish_adapter(**params, return_state=True)
 
 
+def stage_zip(s3_bucket, folder: Path, tmp_path: Path, key: str) -> str:
+    """Zip an adapter folder into the test bucket; the s3:// source to publish."""
+    put_file(s3_bucket.client, s3_bucket.bucket, key, zip_folder(folder, tmp_path / key))
+    return f"s3://{s3_bucket.bucket}/{key}"
+
+
 def task_states(flow_state) -> dict[str, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -127,9 +133,11 @@ def test_hub_repo_publishes(
 def test_invalid_adapter_fails_before_upload(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
-    archive = zip_folder(adapter_dir, tmp_path / "n.zip", inside="my-lora/")
-    put_file(s3_bucket.client, s3_bucket.bucket, "n.zip", archive)
-    state = run(together_emulator, f"s3://{s3_bucket.bucket}/n.zip", "lora-nested")
+    nested = adapter_dir.parent / "nested"
+    (nested / "my-lora").mkdir(parents=True)
+    for f in adapter_dir.iterdir():
+        (nested / "my-lora" / f.name).write_bytes(f.read_bytes())
+    state = run(together_emulator, stage_zip(s3_bucket, nested, tmp_path, "n.zip"), "lora-nested")
     assert state.is_failed()
     with pytest.raises(AdapterInvalid, match="ARCHIVE_NESTED"):
         state.result()
@@ -140,10 +148,8 @@ def test_failed_job_fails_the_flow_with_togethers_message(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
     together_emulator.admin.configure(base_models="C")  # Together dropped the 8B base
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "f.zip", zip_folder(adapter_dir, tmp_path / "f.zip")
-    )
-    state = run(together_emulator, f"s3://{s3_bucket.bucket}/f.zip", "lora-fails")
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "f.zip")
+    state = run(together_emulator, source, "lora-fails")
     assert state.is_failed()
     with pytest.raises(JobFailed, match="is not supported for LoRA adapters"):
         state.result()
@@ -151,12 +157,10 @@ def test_failed_job_fails_the_flow_with_togethers_message(
 
 @pytest.mark.together_emulator(job_seconds=60)
 def test_job_timeout(prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path) -> None:
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "t.zip", zip_folder(adapter_dir, tmp_path / "t.zip")
-    )
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "t.zip")
     state = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/t.zip",
+        source,
         "lora-slow",
         job=JobOptions(poll_initial_s=0.05, poll_max_s=0.1, max_wait_s=0.5),
     )
@@ -168,10 +172,8 @@ def test_job_timeout(prefect_harness, together_emulator, s3_bucket, adapter_dir,
 def test_cold_start_is_tolerated(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "c.zip", zip_folder(adapter_dir, tmp_path / "c.zip")
-    )
-    state = run(together_emulator, f"s3://{s3_bucket.bucket}/c.zip", "lora-cold")
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "c.zip")
+    state = run(together_emulator, source, "lora-cold")
     assert state.is_completed(), state.message
     assert state.result().smoke.cold_start_retries >= 1
 
@@ -196,12 +198,10 @@ def test_evaluation_gate(
         )
     for row in rows[:2]:
         together_emulator.admin.script(BASE_8B, row["prompt"], row["expected"])
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "e.zip", zip_folder(adapter_dir, tmp_path / "e.zip")
-    )
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "e.zip")
     state = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/e.zip",
+        source,
         name,
         evaluation=EvalOptions(
             eval_set=str(eval_path), min_score=0.8, min_improvement_over_base=0.2
@@ -221,12 +221,10 @@ def test_gate_can_only_warn(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
     eval_path = write_eval(tmp_path / "w.jsonl", [{"prompt": "x", "expected": "never"}])
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "w.zip", zip_folder(adapter_dir, tmp_path / "w.zip")
-    )
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "w.zip")
     state = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/w.zip",
+        source,
         "lora-warn",
         evaluation=EvalOptions(eval_set=str(eval_path), min_score=0.5, on_fail="warn"),
     )
@@ -240,12 +238,10 @@ def test_artifacts_are_keyed_and_readable(
     eval_path = write_eval(
         tmp_path / "a.jsonl", [{"prompt": "hi", "expected": "hello", "metric": "contains"}]
     )
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "art.zip", zip_folder(adapter_dir, tmp_path / "art.zip")
-    )
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "art.zip")
     state = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/art.zip",
+        source,
         "Lora_Art.v1",
         evaluation=EvalOptions(eval_set=str(eval_path)),
     )
@@ -290,26 +286,19 @@ def test_secrets_appear_nowhere(
 
     monkeypatch.setenv("HF_ENDPOINT", local_hub.endpoint)
     Secret(value=HF_TOKEN).save("hf-token-test", overwrite=True)
-    put_file(
-        s3_bucket.client, s3_bucket.bucket, "s.zip", zip_folder(adapter_dir, tmp_path / "s.zip")
-    )
+    source = stage_zip(s3_bucket, adapter_dir, tmp_path, "s.zip")
     ok = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/s.zip",
+        source,
         "lora-secret",
         hf_token_secret="hf-token-test",
     )
     assert ok.is_completed(), ok.message
     together_emulator.admin.configure(base_models="C")
-    put_file(
-        s3_bucket.client,
-        s3_bucket.bucket,
-        "s2.zip",
-        zip_folder(write_adapter(tmp_path / "b", BASE_8B, seed=3), tmp_path / "s2.zip"),
-    )
+    other = write_adapter(tmp_path / "b", BASE_8B, seed=3)
     failed = run(
         together_emulator,
-        f"s3://{s3_bucket.bucket}/s2.zip",
+        stage_zip(s3_bucket, other, tmp_path, "s2.zip"),
         "lora-secret-2",
         hf_token_secret="hf-token-test",
     )
