@@ -3,9 +3,12 @@ as against Together: upload from a presigned URL, poll the job, chat with the ad
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from prefect_together_lora.testing.adapters import write_adapter, zip_folder
@@ -14,16 +17,61 @@ from tests.helpers import BASE_8B, put_file, raw_presign
 together = pytest.importorskip("together")
 
 
-def test_sdk_upload_poll_and_chat(together_emulator, s3_bucket, tmp_path) -> None:
+@pytest.fixture(params=["in-process", "command-line"])
+def emulator_url(request, together_emulator) -> Iterator[tuple[str, str]]:
+    """(base URL, API key) of the emulator the test's fixture runs, or of one started the way
+    a user would: the ``together-lora emulator`` command in its own process."""
+    if request.param == "in-process":
+        yield together_emulator.base_url, together_emulator.api_key
+        return
+    import shutil
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = shutil.which("together-lora") or str(Path(sys.executable).parent / "together-lora")
+    process = subprocess.Popen(
+        [
+            command,
+            "emulator",
+            "--port",
+            str(port),
+            "--job-seconds",
+            "0.3",
+            "--api-key",
+            "cli-key",
+            "--hf-endpoint",
+            "http://127.0.0.1:9",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/_emulator/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "no emulator"
+            time.sleep(0.1)
+        yield url, "cli-key"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_sdk_upload_poll_and_chat(emulator_url, s3_bucket, tmp_path) -> None:
+    base_url, api_key = emulator_url
     archive = zip_folder(write_adapter(tmp_path / "a", BASE_8B), tmp_path / "a.zip")
     put_file(s3_bucket.client, s3_bucket.bucket, "a.zip", archive)
     url = raw_presign(s3_bucket.client, s3_bucket.bucket, "a.zip")
 
-    client = together.Together(
-        api_key=together_emulator.api_key,
-        base_url=f"{together_emulator.base_url}/v1",
-        max_retries=0,
-    )
+    client = together.Together(api_key=api_key, base_url=f"{base_url}/v1", max_retries=0)
     upload = client.models.upload(
         model_name="sdk-lora", model_source=url, model_type="adapter", base_model=BASE_8B
     )
