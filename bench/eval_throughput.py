@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,7 +26,7 @@ from prefect_together_lora.evaluation.runner import run_eval
 from prefect_together_lora.evaluation.store import MemoryAnswerStore
 from prefect_together_lora.options import EvalOptions
 from prefect_together_lora.retry import RETRYABLE_STATUS, RetryPolicy
-from prefect_together_lora.testing.emulator import EmulatorAdmin
+from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator_process
 
 BASE = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 KEY = "bench-key"
@@ -59,7 +53,14 @@ def main() -> int:
     results = []
     # The emulator runs in its own process, as the real service is remote: in-process it would
     # share this process's GIL. The adapter is marked Complete by hand; its job never runs.
-    with emulator_process(args.latency_ms) as url:
+    with run_emulator_process(
+        "--job-seconds",
+        "3600",
+        "--latency-ms",
+        str(args.latency_ms),
+        "--hf-endpoint",
+        "http://127.0.0.1:9",
+    ) as url:
         admin = EmulatorAdmin(url)
         with TogetherClient(KEY, url) as client:
             job = client.upload_adapter("bench-lora", "acme/bench", BASE)
@@ -100,44 +101,6 @@ def main() -> int:
     throttled_total = sum(r[5] for r in results)
     print(f"eval-throughput: ratio_c32={c32:.2f} lost={lost_total} throttled={throttled_total}")
     return 0 if lost_total == 0 and (math.isnan(c32) or c32 <= 1.2) else 1
-
-
-@contextlib.contextmanager
-def emulator_process(latency_ms: float) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "prefect_together_lora.cli",
-        "emulator",
-        "--port",
-        str(port),
-        "--job-seconds",
-        "3600",
-        "--latency-ms",
-        str(latency_ms),
-        "--hf-endpoint",
-        "http://127.0.0.1:9",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def one_run(url: str, rows: list[EvalRow], model: str, concurrency: int):

@@ -97,6 +97,11 @@ def test_console_script_and_usage() -> None:
         check=False,
     )
     assert result.returncode == 0 and "validate" in result.stdout
+    script = Path(sys.executable).parent / "together-lora"  # the installed console script
+    emulator_help = subprocess.run(
+        [str(script), "emulator", "--help"], capture_output=True, text=True, check=False
+    )
+    assert emulator_help.returncode == 0 and "--job-seconds" in emulator_help.stdout
     assert main(["bogus"]) == 2
 
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from prefect_together_lora.testing.adapters import write_adapter, zip_folder
@@ -24,45 +23,12 @@ def emulator_url(request, together_emulator) -> Iterator[tuple[str, str]]:
     if request.param == "in-process":
         yield together_emulator.base_url, together_emulator.api_key
         return
-    import shutil
-    import socket
-    import subprocess
+    from prefect_together_lora.testing.emulator import run_emulator_process
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = shutil.which("together-lora") or str(Path(sys.executable).parent / "together-lora")
-    process = subprocess.Popen(
-        [
-            command,
-            "emulator",
-            "--port",
-            str(port),
-            "--job-seconds",
-            "0.3",
-            "--api-key",
-            "cli-key",
-            "--hf-endpoint",
-            "http://127.0.0.1:9",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "no emulator"
-            time.sleep(0.1)
+    with run_emulator_process(
+        "--job-seconds", "0.3", "--api-key", "cli-key", "--hf-endpoint", "http://127.0.0.1:9"
+    ) as url:
         yield url, "cli-key"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_sdk_upload_poll_and_chat(emulator_url, s3_bucket, tmp_path) -> None:
@@ -137,7 +103,6 @@ def test_sdk3_inference_with_the_host_as_base_url(together_emulator) -> None:
     """together 3.x takes the bare host as base URL and calls /v1/... paths (its uploads
     moved to the v2 project API, the planned second backend)."""
     import subprocess
-    import sys
 
     with together_emulator.client() as client:
         up = client.upload_adapter("sdk3-lora", "acme/r", BASE_8B)

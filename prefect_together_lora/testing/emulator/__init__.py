@@ -6,7 +6,11 @@ Start one for a test with :func:`run_emulator`; drive it with :class:`EmulatorAd
 from prefect_together_lora.testing.emulator.admin import EmulatorAdmin
 from prefect_together_lora.testing.emulator.app import create_app
 from prefect_together_lora.testing.emulator.config import BASE_MODEL_TABLES, EmulatorConfig
-from prefect_together_lora.testing.emulator.server import run_emulator, serve_app_in_thread
+from prefect_together_lora.testing.emulator.server import (
+    run_emulator,
+    run_emulator_process,
+    serve_app_in_thread,
+)
 
 __all__ = [
     "BASE_MODEL_TABLES",
@@ -14,5 +18,6 @@ __all__ = [
     "EmulatorConfig",
     "create_app",
     "run_emulator",
+    "run_emulator_process",
     "serve_app_in_thread",
 ]

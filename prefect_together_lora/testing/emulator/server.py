@@ -66,6 +66,53 @@ def run_emulator(
         yield url
 
 
+@contextlib.contextmanager
+def run_emulator_process(
+    *args: str, host: str = "127.0.0.1", startup_timeout_s: float = 30.0
+) -> Iterator[str]:
+    """Start ``together-lora emulator`` as its own process (as a user would, and so it does
+    not share the caller's GIL); yields its base URL. ``args`` are the command's options."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect_together_lora.cli",
+            "emulator",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/_emulator/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the emulator process did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``together-lora emulator``: serve the emulator until interrupted."""
     import argparse
