@@ -54,6 +54,7 @@ def main() -> int:
     # The emulator runs in its own process, as the real service is remote: in-process it would
     # share this process's GIL. The adapter is marked Complete by hand; its job never runs.
     with run_emulator_process(
+        "--legacy-serverless",  # the v1 serverless path: no deployment to wait for
         "--job-seconds",
         "3600",
         "--latency-ms",

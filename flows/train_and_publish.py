@@ -20,6 +20,7 @@ from prefect_together_lora.events import emit_training_completed
 from prefect_together_lora.flows import publish_adapter
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.publish_result import PublishResult
+from prefect_together_lora.together.backend import ApiVersion, ServingOptions, TeardownMode
 from prefect_together_lora.validation.catalog import default_catalog
 
 BASE_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
@@ -101,6 +102,9 @@ def train_and_publish(
     eval_set: str | None = None,
     min_improvement_over_base: float | None = None,
     credentials: TogetherCredentials | None = None,
+    api: ApiVersion = "v2",
+    serving: ServingOptions = ServingOptions(),
+    teardown: TeardownMode = "keep",
 ) -> PublishResult:
     """Train (here: write) an adapter, then publish it to Together as a subflow.
 
@@ -112,6 +116,9 @@ def train_and_publish(
         eval_set: Optional JSONL eval set run against adapter and base.
         min_improvement_over_base: Optional gate on the adapter's improvement over its base.
         credentials: Together credentials block; default: TOGETHER_API_KEY.
+        api: Together API (v2 default, v1 legacy).
+        serving: How the adapter is served (v2: deploy, attach or none).
+        teardown: After success: keep, scale-to-zero or delete what the publish created.
     """
     adapter_dir = train_lora(output_dir, base_model)
     return publish_adapter(
@@ -119,6 +126,9 @@ def train_and_publish(
         base_model=base_model,
         model_name=model_name,
         credentials=credentials,
+        api=api,
+        serving=serving,
+        teardown=teardown,
         staging_uri=staging_uri,
         job=JobOptions(poll_initial_s=0.5, poll_max_s=5),
         smoke=SmokeOptions(retry_interval_s=1.0, ready_timeout_s=120),

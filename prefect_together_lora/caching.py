@@ -42,8 +42,8 @@ class ValidationCachePolicy(CachePolicy):
 
 @dataclass
 class UploadCachePolicy(CachePolicy):
-    """upload: fingerprint + model name + base model + account (host and a non-secret key id):
-    re-running the flow for the same adapter reuses the job instead of creating another."""
+    """upload: fingerprint + model name + base model + API + account (host, project and a
+    non-secret key id): re-running the flow for the same adapter follows the same import."""
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
@@ -56,6 +56,7 @@ class UploadCachePolicy(CachePolicy):
             inputs.get("model_name"),
             inputs.get("base_model"),
             credentials.account_key,
+            inputs.get("api", "v2"),
         )
 
 

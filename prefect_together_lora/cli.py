@@ -120,9 +120,34 @@ def _publish(argv: list[str]) -> int:
         description="Run the publish_adapter flow: validate, upload, wait, smoke-test, "
         "evaluate. Credentials: TOGETHER_API_KEY (and TOGETHER_BASE_URL), AWS credentials.",
     )
-    parser.add_argument("source")
-    parser.add_argument("--base-model", required=True)
+    parser.add_argument("source", help="local folder/archive, s3://..., hf://org/repo[@rev], URL")
+    parser.add_argument("--base-model", required=True, help="base model (name, or v2 ml_ id)")
     parser.add_argument("--name", required=True, help="model name on Together")
+    parser.add_argument(
+        "--api", choices=["v2", "v1"], default="v2", help="Together API (default: v2)"
+    )
+    parser.add_argument(
+        "--serving",
+        choices=["deploy", "attach", "none"],
+        default="deploy",
+        help="deploy: new endpoint + deployment from the base's LoRA profile; attach: onto "
+        "--endpoint; none: stop once Together validated the upload",
+    )
+    parser.add_argument("--endpoint", default=None, help="attach: endpoint id or name")
+    parser.add_argument("--deployment", default=None, help="attach: deployment id or name")
+    parser.add_argument(
+        "--merge", action="store_true", help="deploy: merge the adapter into its own deployment"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="attach: evict the oldest adapter at capacity"
+    )
+    parser.add_argument(
+        "--teardown",
+        choices=["keep", "scale-to-zero", "delete"],
+        default="keep",
+        help="after success: keep, scale-to-zero or delete what the run created (on failure "
+        "it is always deleted)",
+    )
     parser.add_argument("--eval", default=None, help="JSONL eval set (path, s3://, hf://)")
     parser.add_argument("--min-score", type=float, default=None)
     parser.add_argument("--min-improvement", type=float, default=None)
@@ -142,11 +167,21 @@ def _publish(argv: list[str]) -> int:
 
     from prefect_together_lora.flows import publish_adapter
     from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
+    from prefect_together_lora.together.backend import ServingOptions
 
     state = publish_adapter(
         source=args.source,
         base_model=args.base_model,
         model_name=args.name,
+        api=args.api,
+        serving=ServingOptions(
+            mode=args.serving,
+            endpoint=args.endpoint,
+            deployment=args.deployment,
+            merge=args.merge,
+            force=args.force,
+        ),
+        teardown=args.teardown,
         name_suffix=args.name_suffix,
         description=args.description,
         staging_uri=args.staging_uri,
@@ -164,7 +199,14 @@ def _publish(argv: list[str]) -> int:
         if args.json:
             print(result.model_dump_json())
         else:
-            print(f"Published {result.model_name} (job {result.job_id}): {result.verdict}")
+            call = (
+                f"; call '{result.inference_model}' at {result.serving.inference_url}"
+                if result.inference_model and result.serving
+                else ""
+            )
+            print(f"{result.verdict}: {result.model_name} ({result.api} {result.job_id}){call}")
+            for r in result.billing:
+                print(f"  billing: {r.kind} {r.name} ({r.id})")
         return 0
     message = state.message or "failed"
     if args.json:

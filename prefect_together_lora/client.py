@@ -21,8 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from prefect_together_lora import __version__
-from prefect_together_lora.credentials import DEFAULT_BASE_URL, normalize_base_url
+from prefect_together_lora._version import __version__
 from prefect_together_lora.errors import (
     ModelNameTaken,
     TogetherConnectionError,
@@ -40,19 +39,27 @@ from prefect_together_lora.schemas import (
     UploadJob,
     UploadRequest,
 )
+from prefect_together_lora.together.settings import DEFAULT_BASE_URL, normalize_base_url
 
 logger = logging.getLogger("prefect_together_lora.client")
 
 API_V1 = "/v1"
 _T = TypeVar("_T", bound=BaseModel)
+_S = TypeVar("_S", bound="SyncHttpClient")
 _HF_REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass(frozen=True)
-class _Call:
+class Call:
+    """One request. ``idempotent=False`` (a create without an idempotency key) is retried only
+    when the server certainly did not act on it: a refused connection or a 429; anything else
+    is left to the caller, which reconciles by reading state back instead of sending it twice."""
+
     method: str
     path: str
     json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    idempotent: bool = True
 
 
 def source_identity(source: str) -> str:
@@ -142,23 +149,23 @@ class _ClientCore:
     # -- request builders --------------------------------------------------------------------
 
     @staticmethod
-    def _upload_call(request: UploadRequest) -> _Call:
-        return _Call("POST", f"{API_V1}/models", request.to_json())
+    def _upload_call(request: UploadRequest) -> Call:
+        return Call("POST", f"{API_V1}/models", request.to_json())
 
     @staticmethod
-    def _job_call(job_id: str) -> _Call:
+    def _job_call(job_id: str) -> Call:
         if not job_id or not job_id.strip():
             raise ValueError("job_id is empty")
-        return _Call("GET", f"{API_V1}/jobs/{quote(job_id.strip(), safe='')}")
+        return Call("GET", f"{API_V1}/jobs/{quote(job_id.strip(), safe='')}")
 
     @staticmethod
-    def _inference_call(kind: str, model: str, payload: dict[str, Any]) -> _Call:
+    def _inference_call(kind: str, model: str, payload: dict[str, Any]) -> Call:
         if not model:
             raise ValueError("model is empty")
         if payload.get("stream"):
             raise ValueError("streaming is not supported by this client; omit stream=True")
         path = f"{API_V1}/chat/completions" if kind == "chat" else f"{API_V1}/completions"
-        return _Call("POST", path, {"model": model, **payload})
+        return Call("POST", path, {"model": model, **payload})
 
     # -- parsers -----------------------------------------------------------------------------
 
@@ -211,12 +218,15 @@ class _ClientCore:
 
     # -- retry decisions ---------------------------------------------------------------------
 
-    def _after_response(self, call: _Call, attempt: int, response: httpx.Response) -> float | None:
+    def _after_response(self, call: Call, attempt: int, response: httpx.Response) -> float | None:
         """None when the response is final (raises on a final error), else the delay to wait."""
         self.status_counts[response.status_code] += 1
         if response.is_success:
             return None
-        if attempt < self.retry.max_attempts and self.retry.is_retryable(response):
+        retryable = self.retry.is_retryable(response) and (
+            call.idempotent or response.status_code == 429
+        )
+        if attempt < self.retry.max_attempts and retryable:
             delay = self.retry.delay(attempt, response)
             logger.info(
                 "%s %s answered %s; retry %d/%d in %.2fs",
@@ -230,8 +240,9 @@ class _ClientCore:
             return delay
         raise error_from_response(response)
 
-    def _after_error(self, call: _Call, attempt: int, exc: httpx.TransportError) -> float:
-        if attempt >= self.retry.max_attempts:
+    def _after_error(self, call: Call, attempt: int, exc: httpx.TransportError) -> float:
+        unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        if attempt >= self.retry.max_attempts or not (call.idempotent or unsent):
             raise TogetherConnectionError(
                 f"Could not reach Together at {self.base_url} for {call.method} {call.path} after "
                 f"{attempt} attempt(s): {type(exc).__name__}: {redact(str(exc), [self._api_key])}. "
@@ -270,8 +281,9 @@ class _ClientCore:
         )
 
 
-class TogetherClient(_ClientCore):
-    """Synchronous Together client. Use as a context manager, or call :meth:`close`."""
+class SyncHttpClient(_ClientCore):
+    """The synchronous I/O shared by the v1 and v2 clients: one httpx client, the shared retry
+    loop. Use as a context manager, or call :meth:`close`."""
 
     def __init__(
         self,
@@ -288,7 +300,7 @@ class TogetherClient(_ClientCore):
         )
         self._http = httpx.Client(transport=transport, **self._client_options())
 
-    def __enter__(self) -> TogetherClient:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -297,11 +309,13 @@ class TogetherClient(_ClientCore):
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, call: _Call) -> httpx.Response:
+    def _send(self, call: Call) -> httpx.Response:
         attempt = 1
         while True:
             try:
-                response = self._http.request(call.method, call.path, json=call.json)
+                response = self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
             except httpx.TransportError as exc:
                 delay = self._after_error(call, attempt, exc)
             else:
@@ -311,6 +325,14 @@ class TogetherClient(_ClientCore):
                 delay = maybe
             time.sleep(delay)
             attempt += 1
+
+    def send(self, call: Call) -> httpx.Response:
+        """Send one request through the retry policy (for the v2 client and tests)."""
+        return self._send(call)
+
+
+class TogetherClient(SyncHttpClient):
+    """Synchronous client of Together's v1 endpoints (upload, jobs, models, inference)."""
 
     def upload_adapter(
         self,
@@ -335,10 +357,10 @@ class TogetherClient(_ClientCore):
         return Job.model_validate(self._send(self._job_call(job_id)).json())
 
     def list_jobs(self) -> list[Job]:
-        return self._parse_jobs(self._send(_Call("GET", f"{API_V1}/jobs")))
+        return self._parse_jobs(self._send(Call("GET", f"{API_V1}/jobs")))
 
     def list_models(self) -> list[ModelInfo]:
-        return self._parse_models(self._send(_Call("GET", f"{API_V1}/models")))
+        return self._parse_models(self._send(Call("GET", f"{API_V1}/models")))
 
     def chat(
         self, model: str, messages: Iterable[Mapping[str, Any] | BaseModel], **params: Any
@@ -382,11 +404,13 @@ class AsyncTogetherClient(_ClientCore):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, call: _Call) -> httpx.Response:
+    async def _send(self, call: Call) -> httpx.Response:
         attempt = 1
         while True:
             try:
-                response = await self._http.request(call.method, call.path, json=call.json)
+                response = await self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
             except httpx.TransportError as exc:
                 delay = self._after_error(call, attempt, exc)
             else:
@@ -419,10 +443,10 @@ class AsyncTogetherClient(_ClientCore):
         return Job.model_validate((await self._send(self._job_call(job_id))).json())
 
     async def list_jobs(self) -> list[Job]:
-        return self._parse_jobs(await self._send(_Call("GET", f"{API_V1}/jobs")))
+        return self._parse_jobs(await self._send(Call("GET", f"{API_V1}/jobs")))
 
     async def list_models(self) -> list[ModelInfo]:
-        return self._parse_models(await self._send(_Call("GET", f"{API_V1}/models")))
+        return self._parse_models(await self._send(Call("GET", f"{API_V1}/models")))
 
     async def chat(
         self, model: str, messages: Iterable[Mapping[str, Any] | BaseModel], **params: Any

@@ -9,24 +9,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
 
+from prefect_together_lora.together.settings import (
+    DEFAULT_BASE_URL,
+    inference_url_for,
+    normalize_base_url,
+)
+
 if TYPE_CHECKING:
     from prefect_together_lora.client import AsyncTogetherClient, TogetherClient
     from prefect_together_lora.retry import RetryPolicy
+    from prefect_together_lora.together.backend import ApiVersion, Backend
 
-DEFAULT_BASE_URL = "https://api.together.xyz"
 PROJECT_URL = "https://github.com/prefect-together-lora/prefect-together-lora"
-
-
-def normalize_base_url(url: str) -> str:
-    """The API host: request paths carry their version, so a trailing ``/v1`` (the 2.x SDK's
-    convention) or ``/`` is dropped."""
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https:// (got {url!r})")
-    for suffix in ("/v1", "/v0"):
-        if url.endswith(suffix):
-            url = url[: -len(suffix)]
-    return url
 
 
 class TogetherCredentials(CredentialsBlock):
@@ -54,7 +48,20 @@ class TogetherCredentials(CredentialsBlock):
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
         title="Base URL",
-        description="API host, e.g. https://api.together.xyz; a trailing /v1 is accepted.",
+        description="Control-plane host, e.g. https://api.together.ai (TOGETHER_BASE_URL); a "
+        "trailing /v1 is accepted.",
+    )
+    project_id: str | None = Field(
+        default=None,
+        title="Project id",
+        description="Together project (proj_...) for the v2 API (TOGETHER_PROJECT_ID); default: "
+        "the API key's own project, from GET /v3/whoami.",
+    )
+    inference_url: str | None = Field(
+        default=None,
+        title="Inference URL",
+        description="Host of dedicated-deployment inference (TOGETHER_INFERENCE_URL); default: "
+        "https://api-inference.together.ai for Together's own control plane, else the base URL.",
     )
     timeout_s: float = Field(default=60.0, gt=0, description="Per-request read timeout in seconds.")
     connect_timeout_s: float = Field(
@@ -72,6 +79,11 @@ class TogetherCredentials(CredentialsBlock):
     def _normalize(cls, value: str) -> str:
         return normalize_base_url(value)
 
+    @field_validator("inference_url")
+    @classmethod
+    def _normalize_inference(cls, value: str | None) -> str | None:
+        return normalize_base_url(value) if value else None
+
     @field_validator("api_key")
     @classmethod
     def _non_empty(cls, value: SecretStr) -> SecretStr:
@@ -81,7 +93,8 @@ class TogetherCredentials(CredentialsBlock):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> TogetherCredentials:
-        """Build from ``TOGETHER_API_KEY`` and ``TOGETHER_BASE_URL`` (overrides win)."""
+        """Build from ``TOGETHER_API_KEY``, ``TOGETHER_BASE_URL``, ``TOGETHER_PROJECT_ID`` and
+        ``TOGETHER_INFERENCE_URL`` (overrides win)."""
         key = overrides.pop("api_key", None) or os.environ.get("TOGETHER_API_KEY")
         if not key:
             raise ValueError(
@@ -90,6 +103,8 @@ class TogetherCredentials(CredentialsBlock):
         base_url = overrides.pop("base_url", None) or os.environ.get(
             "TOGETHER_BASE_URL", DEFAULT_BASE_URL
         )
+        overrides.setdefault("project_id", os.environ.get("TOGETHER_PROJECT_ID") or None)
+        overrides.setdefault("inference_url", os.environ.get("TOGETHER_INFERENCE_URL") or None)
         return cls(api_key=SecretStr(key), base_url=base_url, **overrides)
 
     @property
@@ -100,8 +115,15 @@ class TogetherCredentials(CredentialsBlock):
 
     @property
     def account_key(self) -> str:
-        """Identifies the account a cache entry belongs to: host plus key id, never the key."""
-        return f"{self.base_url}|{self.key_id}"
+        """Identifies the account a cache entry belongs to: host, project and key id, never
+        the key."""
+        return f"{self.base_url}|{self.project_id or '-'}|{self.key_id}"
+
+    def inference_host(self, api: ApiVersion = "v2") -> str:
+        """Where inference calls go: the control plane for v1, the inference host for v2."""
+        return (
+            self.base_url if api == "v1" else inference_url_for(self.base_url, self.inference_url)
+        )
 
     def get_client(
         self, client_type: Literal["sync", "async"] = "sync"
@@ -127,12 +149,36 @@ class TogetherCredentials(CredentialsBlock):
             "retry": retry or self.retry_policy(),
         }
 
-    def get_sync_client(self, retry: RetryPolicy | None = None) -> TogetherClient:
+    def get_sync_client(
+        self, retry: RetryPolicy | None = None, *, host: str | None = None
+    ) -> TogetherClient:
+        """A v1-shaped client (uploads, jobs, inference) on the control plane, or on ``host``
+        (e.g. :meth:`inference_host`)."""
         from prefect_together_lora.client import TogetherClient
 
-        return TogetherClient(**self._client_kwargs(retry))
+        return TogetherClient(
+            **{**self._client_kwargs(retry), **({"base_url": host} if host else {})}
+        )
 
-    def get_async_client(self, retry: RetryPolicy | None = None) -> AsyncTogetherClient:
+    def get_async_client(
+        self, retry: RetryPolicy | None = None, *, host: str | None = None
+    ) -> AsyncTogetherClient:
         from prefect_together_lora.client import AsyncTogetherClient
 
-        return AsyncTogetherClient(**self._client_kwargs(retry))
+        return AsyncTogetherClient(
+            **{**self._client_kwargs(retry), **({"base_url": host} if host else {})}
+        )
+
+    def get_backend(self, api: ApiVersion = "v2", retry: RetryPolicy | None = None) -> Backend:
+        """The backend of ``api`` (v2: project-scoped API; v1: legacy upload API)."""
+        from prefect_together_lora.together import make_backend
+
+        kwargs = self._client_kwargs(retry)
+        return make_backend(
+            api,
+            kwargs.pop("api_key"),
+            kwargs.pop("base_url"),
+            project_id=self.project_id,
+            inference_url=self.inference_url,
+            **kwargs,
+        )

@@ -16,7 +16,7 @@ from prefect_together_lora.redaction import redact
 from prefect_together_lora.retry import retry_after_seconds
 
 if TYPE_CHECKING:
-    from prefect_together_lora.schemas import Finding, Job
+    from prefect_together_lora.schemas import Finding
 
 
 class TogetherLoraError(Exception):
@@ -92,6 +92,10 @@ class ServiceUnavailable(ServerError):
     """503: overloaded or not ready yet (typical of an adapter's cold start)."""
 
 
+class ConflictError(InvalidRequestError):
+    """409: a stale etag, or a name that exists already (v2)."""
+
+
 class ModelNameTaken(InvalidRequestError):
     """The model name is already used by a different adapter in this account."""
 
@@ -105,7 +109,7 @@ _STATUS_CLASSES: dict[int, type[TogetherError]] = {
     401: AuthenticationError,
     403: AuthenticationError,
     404: NotFoundError,
-    409: InvalidRequestError,
+    409: ConflictError,
     422: InvalidRequestError,
     429: RateLimitError,
     503: ServiceUnavailable,
@@ -140,7 +144,17 @@ def error_from_response(response: httpx.Response) -> TogetherError:
         elif isinstance(raw, str):
             error = {"message": raw}
         elif isinstance(body.get("message"), str):
-            error = {"message": body["message"]}
+            # the v2 RPC shape: {"code": <int>, "message": ..., "details": [{"detail": ...}]}
+            details = body.get("details")
+            detail = next(
+                (
+                    d["detail"]
+                    for d in (details if isinstance(details, list) else [])
+                    if isinstance(d, dict) and isinstance(d.get("detail"), str) and d["detail"]
+                ),
+                None,
+            )
+            error = {"message": detail or body["message"]}
         request_id = request_id or (body.get("id") if isinstance(body.get("id"), str) else None)
     message = str(error.get("message") or _fallback_message(status, response))
     code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -198,14 +212,40 @@ class AdapterInvalid(TogetherLoraError):
 
 
 class JobFailed(TogetherLoraError):
-    """The Together upload job ended ``Failed``; ``job`` holds its status timeline."""
+    """Together's import of the adapter failed (a v1 job ``Failed``; a v2 remote upload
+    ``FAILED``/out of restarts, or its revision failed validation). ``timeline`` holds what
+    Together reported on the way, ``findings`` its validation errors; ``model_name`` /
+    ``model_id`` say what exists on Together afterwards (a v2 model record stays)."""
 
-    def __init__(self, job: Job) -> None:
-        # keep the timeline, drop args (its model_source may be a presigned URL)
-        self.job = job.model_copy(update={"args": None})
-        messages = [u.message for u in job.status_updates if u.message]
-        reason = messages[-1] if messages else "no reason given"
-        super().__init__(f"Together job {job.job_id} failed: {reason}")
+    def __init__(
+        self,
+        job_id: str,
+        reason: str,
+        timeline: Sequence[Any] = (),
+        findings: Sequence[Finding] = (),
+        model_name: str | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.reason = redact(reason)
+        self.timeline = list(timeline)
+        self.findings = list(findings)
+        self.model_name = model_name
+        self.model_id = model_id
+        super().__init__(f"Together job {job_id} failed: {self.reason}")
+
+    def __reduce__(self) -> Any:
+        return (
+            type(self),
+            (
+                self.job_id,
+                self.reason,
+                self.timeline,
+                self.findings,
+                self.model_name,
+                self.model_id,
+            ),
+        )
 
 
 class JobTimedOut(TogetherLoraError):
@@ -219,6 +259,23 @@ class JobTimedOut(TogetherLoraError):
             f"Together job {job_id} still '{last_status}' after {waited_s:.0f}s. It may still "
             f"finish: re-run await_job with job_id={job_id} and a larger max_wait_s."
         )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.job_id, self.waited_s, self.last_status))
+
+
+class ServingFailed(TogetherLoraError):
+    """Serving the adapter failed (an endpoint/deployment/attachment refused, failed, or not
+    ready in time). ``resources`` lists what the attempt created on Together, so the caller can
+    tear it down; the message says what exists and whether it bills."""
+
+    def __init__(self, message: str, resources: Sequence[Any] = ()) -> None:
+        self.resources = list(resources)
+        self.reason = redact(message)
+        super().__init__(self.reason)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.reason, self.resources))
 
 
 class SmokeTestFailed(TogetherLoraError):

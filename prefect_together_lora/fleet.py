@@ -1,8 +1,9 @@
 """Fleet scan: find the adapters under an S3 prefix or a Hub author, and tell which are new.
 
 "Already published" is decided from state that outlives any process: each adapter's model name
-is derived from its content fingerprint, and Together's job list says whether that name was
-uploaded (the upload task's content-keyed cache backs this up inside publish_adapter).
+is derived from its content fingerprint, and the backend says whether Together has that name
+(v2: a record with a validated revision or an upload in progress; v1: a job), with the upload
+task's content-keyed cache behind it inside publish_adapter.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pydantic import BaseModel, SecretStr
 from prefect_together_lora.caching import digest
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.reporting import slug
-from prefect_together_lora.schemas import Job, JobStatus
 from prefect_together_lora.sources import AdapterSource, archive_format
 from prefect_together_lora.sources.resolve import resolve_source
 from prefect_together_lora.sources.s3 import list_objects, make_s3_client
@@ -119,22 +119,3 @@ def discover(
             )
         )
     return candidates
-
-
-def published_job(jobs: list[Job], model_name: str) -> Job | None:
-    """The Together job that holds ``model_name`` (complete, in progress or failed), if any."""
-    for job in jobs:
-        name = job.model_name or ""
-        if name == model_name or name.rsplit("/", 1)[-1] == model_name:
-            return job
-    return None
-
-
-def skip_reason(job: Job) -> str:
-    if job.status == JobStatus.COMPLETE:
-        return f"already published (job {job.job_id})"
-    if job.status == JobStatus.FAILED:
-        return (
-            f"an earlier upload failed (job {job.job_id}); fix the adapter and it gets a new name"
-        )
-    return f"upload in progress (job {job.job_id}, {job.status.value})"

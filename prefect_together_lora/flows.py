@@ -4,7 +4,9 @@ reported Together model. Works on its own, from a deployment, or as a subflow of
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -13,18 +15,12 @@ from pydantic import SecretStr
 
 from prefect_together_lora import events
 from prefect_together_lora.credentials import TogetherCredentials
-from prefect_together_lora.errors import AdapterInvalid, EvalBelowThreshold
+from prefect_together_lora.errors import AdapterInvalid, EvalBelowThreshold, ServingFailed
 from prefect_together_lora.evaluation.dataset import load_eval_set
 from prefect_together_lora.evaluation.runner import gate_failure_message, table_rows
-from prefect_together_lora.fleet import (
-    Candidate,
-    FleetEntry,
-    discover,
-    published_job,
-    skip_reason,
-)
+from prefect_together_lora.fleet import Candidate, FleetEntry, discover
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
-from prefect_together_lora.publish_result import PublishResult, render_report
+from prefect_together_lora.publish_result import PublishResult, Step, render_report
 from prefect_together_lora.redaction import redact, strip_query
 from prefect_together_lora.reporting import (
     artifact_key,
@@ -33,7 +29,7 @@ from prefect_together_lora.reporting import (
     slug,
     table_artifact,
 )
-from prefect_together_lora.schemas import Finding, Job, ValidationReport
+from prefect_together_lora.schemas import Finding, ValidationReport
 from prefect_together_lora.sources import AdapterSource
 from prefect_together_lora.sources.hf import revision_moved
 from prefect_together_lora.sources.resolve import ResolvedSource
@@ -41,10 +37,20 @@ from prefect_together_lora.tasks import (
     await_job,
     evaluate,
     presign,
+    serve,
     smoke_infer,
     stage,
+    teardown,
     upload,
     validate,
+)
+from prefect_together_lora.together.backend import (
+    AdapterHandle,
+    ApiVersion,
+    Resource,
+    ServingOptions,
+    ServingReport,
+    TeardownMode,
 )
 
 
@@ -72,12 +78,26 @@ def _model_link(credentials: TogetherCredentials, model_name: str) -> str:
     return f"{credentials.base_url}/v1/models"
 
 
+@contextmanager
+def _step(result: PublishResult, name: Step) -> Iterator[None]:
+    """Run one step of the flow; a failure records which step it was (once: the innermost)."""
+    try:
+        yield
+    except Exception:
+        if result.failed_step is None:
+            result.failed_step = name
+        raise
+
+
 @flow(name="publish-adapter")
 def publish_adapter(
     source: str,
     base_model: str,
     model_name: str,
     credentials: TogetherCredentials | None = None,
+    api: ApiVersion = "v2",
+    serving: ServingOptions = ServingOptions(),
+    teardown: TeardownMode = "keep",
     name_suffix: Literal["none", "auto"] = "none",
     description: str | None = None,
     staging_uri: str | None = None,
@@ -89,17 +109,26 @@ def publish_adapter(
     smoke: SmokeOptions = SmokeOptions(),
     evaluation: EvalOptions = EvalOptions(),
 ) -> PublishResult:
-    """Validate a LoRA adapter, upload it to Together, wait for the job, smoke-test and
-    evaluate the model, and leave a report artifact (also when a step fails).
+    """Validate a LoRA adapter, import it into Together, serve it, smoke-test and evaluate it
+    against its base, apply the teardown, and leave a report artifact (also when a step fails,
+    saying what exists on Together and whether it bills).
 
     Args:
         source: Adapter location: a local folder or archive, s3://bucket/key.zip or .tar.gz,
             s3://bucket/folder/, hf://org/repo[@revision], a Hub URL, or a presigned https URL.
-        base_model: Together base model id, e.g.
-            meta-llama/Meta-Llama-3.1-8B-Instruct-Reference.
-        model_name: Name for the adapter on Together (your account's namespace is added).
-        credentials: Together credentials block; default: TOGETHER_API_KEY from the
-            environment.
+        base_model: The base model, e.g. meta-llama/Meta-Llama-3.1-8B-Instruct-Reference
+            (v2 also takes its ml_ weights id).
+        model_name: Name for the adapter on Together (your project's or account's namespace is
+            added).
+        credentials: Together credentials block; default: TOGETHER_API_KEY (and
+            TOGETHER_BASE_URL, TOGETHER_PROJECT_ID) from the environment.
+        api: Together API: v2 (project-scoped; dedicated serving) or v1 (legacy upload API,
+            serverless adapters where the account still has them).
+        serving: How the adapter is served: deploy an endpoint + deployment from the base's
+            LoRA profile, attach to a deployment you name, or none (stop once validated).
+        teardown: After a successful run: keep what was created, scale-to-zero the
+            deployments it created, or delete everything it created. On any failure, what the
+            run created is stopped and deleted whatever this says (the model record stays).
         name_suffix: 'auto' appends a short content hash to model_name (one name per adapter).
         description: Description stored with the model on Together.
         staging_uri: s3://bucket/prefix where local or S3-folder adapters are staged as one zip;
@@ -109,7 +138,7 @@ def publish_adapter(
         aws_credentials_block: Name of a prefect-aws AwsCredentials block; default: the
             standard AWS chain (environment, profile, instance role).
         validation: Validation limits (max rank, catalog extensions).
-        job: How the upload job is polled (intervals, maximum wait).
+        job: How the import is polled (intervals, maximum wait).
         smoke: Smoke test prompts and cold-start tolerance.
         evaluation: Eval set, metrics, concurrency and the pass/fail gate.
     """
@@ -119,40 +148,35 @@ def publish_adapter(
     result = PublishResult(
         source=strip_query(source),
         base_model=base_model,
+        api=api,
         report_key=artifact_key("report", model_name),
     )
-    step = "parse"
+    handle: AdapterHandle | None = None
     try:
-        parsed = AdapterSource.parse(source)
-        result.source = parsed.display
-        if parsed.url is not None:
-            logger.warning(
-                "source is a presigned URL: Prefect stores flow parameters as given, signature "
-                "included. Pass s3://bucket/key instead and the flow signs a fresh URL itself."
-            )
-        step = "stage"
+        with _step(result, "parse"):
+            parsed = AdapterSource.parse(source)
+            result.source = parsed.display
+            if parsed.url is not None:
+                logger.warning(
+                    "source is a presigned URL: Prefect stores flow parameters as given, "
+                    "signature included. Pass s3://bucket/key instead and the flow signs a fresh "
+                    "URL itself."
+                )
         if parsed.needs_staging:
-            parsed = stage(parsed, staging_uri, aws_credentials_block)
-        step = "presign"
-        resolved = presign(parsed, presign_expires_s, hf_token, aws_credentials_block)
-        result.fingerprint = resolved.fingerprint
-        step = "validate"
-        report = _validate(result, resolved, base_model, validation, hf_token)
-        moved = revision_moved(resolved, hf_token)
-        if moved is not None:  # H2: the Hub repo changed while we validated: validate again
-            finding = Finding(
-                code="HF_REVISION_MOVED",
-                severity="warning",
-                message=f"Revision '{parsed.revision or 'main'}' moved from "
-                f"{(resolved.revision_sha or '')[:12]} to {moved[:12]} during validation; "
-                "re-validating.",
-            )
-            logger.warning("%s: %s", finding.code, finding.message)
+            with _step(result, "stage"):
+                parsed = stage(parsed, staging_uri, aws_credentials_block)
+        with _step(result, "presign"):
             resolved = presign(parsed, presign_expires_s, hf_token, aws_credentials_block)
             result.fingerprint = resolved.fingerprint
-            report = _validate(result, resolved, base_model, validation, hf_token)
-            report = report.model_copy(update={"findings": [finding, *report.findings]})
-        result.validation = report
+        with _step(result, "validate"):
+            resolved, report = _validate_pinned(
+                result,
+                parsed,
+                resolved,
+                (presign_expires_s, hf_token, aws_credentials_block),
+                base_model,
+                validation,
+            )
         name = _final_name(model_name, name_suffix, resolved.fingerprint)
         result.requested_name = name
         events.emit(
@@ -165,52 +189,161 @@ def publish_adapter(
                 "warnings": len(report.findings),
             },
         )
-        step = "upload"
-        upload_future = upload.submit(resolved, name, base_model, creds, description, hf_token)
-        uploaded = upload_future.result()
-        result.model_name, result.job_id = uploaded.model_name, uploaded.job_id
-        result.new_upload = upload_future.state.name != "Cached" and not uploaded.reconciled
+        with _step(result, "upload"):
+            upload_future = upload.submit(
+                resolved, name, base_model, creds, description, hf_token, api
+            )
+            handle = upload_future.result()
+            result.model_name, result.job_id = handle.model_name, handle.job_id
+            result.model_id = handle.model_id
+            result.new_upload = upload_future.state.name != "Cached" and not handle.reused
         events.emit(
             events.UPLOADED,
             name,
             {
-                "job_id": uploaded.job_id,
+                "job_id": handle.job_id,
+                "model_id": handle.model_id,
                 "fingerprint": resolved.fingerprint,
                 "new_upload": result.new_upload,
+                "api": api,
             },
-            **{"together.model": uploaded.model_name},
+            **{"together.model": handle.model_name},
         )
-        step = "await_job"
-        result.timeline = await_job(uploaded.job_id, creds, job, uploaded.model_name)
+        with _step(result, "await_job"):
+            imported = await_job(handle, creds, job)
+            handle, result.timeline = imported.handle, imported.timeline
+            result.revision_id = handle.revision_id
         events.emit(
             events.READY,
             name,
-            {"job_id": uploaded.job_id, "base_model": base_model},
-            **{"together.model": uploaded.model_name},
+            {"job_id": handle.job_id, "base_model": base_model, "revision_id": handle.revision_id},
+            **{"together.model": handle.model_name},
         )
-        if smoke.enabled:
-            step = "smoke_infer"
-            result.smoke = smoke_infer(uploaded.model_name, creds, smoke)
-        if evaluation.eval_set:
-            step = "evaluate"
-            rows = load_eval_set(evaluation.eval_set, hf_token=hf_token)
-            result.evaluation = evaluate(rows, uploaded.model_name, base_model, creds, evaluation)
-            _report_evaluation(result)
-            if not result.evaluation.passed:
-                message = gate_failure_message(result.evaluation)
-                if evaluation.on_fail == "fail":
-                    raise EvalBelowThreshold(message, result.evaluation)
-                logger.warning("%s (on_fail='warn': publishing anyway)", message)
-                result.verdict = "published-gate-warning"
+        with _step(result, "serve"):
+            try:
+                served = serve(handle, creds, serving)
+            except ServingFailed as exc:
+                result.resources = exc.resources
+                raise
+            result.serving, result.resources = served, list(served.resources)
+            result.inference_model = served.adapter_model
+        if served.mode == "none":
+            logger.info("Serving mode 'none': the adapter is validated on Together, not served.")
+            result.verdict = "validated"
+        if smoke.enabled and served.adapter_model:
+            with _step(result, "smoke_infer"):
+                result.smoke = smoke_infer(served.adapter_model, creds, smoke, served.inference_url)
+        if evaluation.eval_set and served.adapter_model:
+            with _step(result, "evaluate"):
+                _evaluate(result, served, evaluation, creds, hf_token)
+        if teardown != "keep":
+            with _step(result, "teardown"):
+                result.resources = _teardown(handle, result, creds, teardown, keep_model=False)
         if result.verdict == "pending":
             result.verdict = "published"
     except Exception as exc:
-        result.verdict, result.failed_step = "failed", step
+        result.verdict = "failed"
         result.error = redact(str(exc))
+        if handle is not None and result.failed_step != "teardown":
+            _clean_up_after_failure(handle, result, creds)
         raise
     finally:
         _write_report(result, creds)
     return result
+
+
+def _validate_pinned(
+    result: PublishResult,
+    parsed: AdapterSource,
+    resolved: ResolvedSource,
+    presign_args: tuple[int, SecretStr | None, str | None],
+    base_model: str,
+    validation: ValidationSettings,
+) -> tuple[ResolvedSource, ValidationReport]:
+    """Validate; when the Hub repo moved meanwhile (H2), pin the new revision and validate
+    again, so what is uploaded is what was validated."""
+    hf_token = presign_args[1]
+    report = _validate(result, resolved, base_model, validation, hf_token)
+    moved = revision_moved(resolved, hf_token)
+    if moved is not None:
+        finding = Finding(
+            code="HF_REVISION_MOVED",
+            severity="warning",
+            message=f"Revision '{parsed.revision or 'main'}' moved from "
+            f"{(resolved.revision_sha or '')[:12]} to {moved[:12]} during validation; "
+            "re-validating.",
+        )
+        get_run_logger().warning("%s: %s", finding.code, finding.message)
+        resolved = presign(parsed, *presign_args)
+        result.fingerprint = resolved.fingerprint
+        report = _validate(result, resolved, base_model, validation, hf_token)
+        report = report.model_copy(update={"findings": [finding, *report.findings]})
+    result.validation = report
+    return resolved, report
+
+
+def _evaluate(
+    result: PublishResult,
+    served: ServingReport,
+    options: EvalOptions,
+    credentials: TogetherCredentials,
+    hf_token: SecretStr | None,
+) -> None:
+    """The adapter against its base on the same deployment; a failed gate raises (or warns)."""
+    if served.base_model is None or served.adapter_model is None:
+        raise ValueError(
+            "No base model string to compare against (merged serving has no base on the same "
+            "deployment): set serving.base_model_string, or serve without merge."
+        )
+    rows = load_eval_set(options.eval_set or "", hf_token=hf_token)
+    result.evaluation = evaluate(
+        rows, served.adapter_model, served.base_model, credentials, options, served.inference_url
+    )
+    _report_evaluation(result)
+    if not result.evaluation.passed:
+        message = gate_failure_message(result.evaluation)
+        if options.on_fail == "fail":
+            raise EvalBelowThreshold(message, result.evaluation)
+        get_run_logger().warning("%s (on_fail='warn': publishing anyway)", message)
+        result.verdict = "published-gate-warning"
+
+
+def _teardown(
+    handle: AdapterHandle,
+    result: PublishResult,
+    credentials: TogetherCredentials,
+    mode: TeardownMode,
+    *,
+    keep_model: bool,
+) -> list[Resource]:
+    result.teardown = f"{mode} (after the failure; model record kept)" if keep_model else mode
+    try:
+        return teardown(handle, result.resources, credentials, mode, keep_model)
+    except ServingFailed as exc:
+        result.resources = exc.resources or result.resources
+        raise
+
+
+def _clean_up_after_failure(
+    handle: AdapterHandle, result: PublishResult, credentials: TogetherCredentials
+) -> None:
+    """Nothing the run created may keep billing after a failure: stop and delete it (the
+    model record, which costs nothing, stays). A failed clean-up is logged loudly and added to
+    the error, never hidden."""
+    if not any(r.created and r.kind != "model" for r in result.resources):
+        return
+    logger = get_run_logger()
+    try:
+        result.resources = _teardown(handle, result, credentials, "delete", keep_model=True)
+    except Exception as exc:
+        logger.error("Clean-up after the failure was incomplete: %s", exc)
+        result.error = f"{result.error} | clean-up incomplete: {redact(str(exc))}"
+    else:
+        logger.warning(
+            "Failed at %s: deleted what this run created on Together (%s).",
+            result.failed_step,
+            ", ".join(f"{r.kind} {r.name or r.id}: {r.state}" for r in result.resources),
+        )
 
 
 def _validate(
@@ -306,10 +439,13 @@ def discover_adapters(
     return candidates
 
 
-@task(name="list-together-jobs", cache_policy=NO_CACHE, persist_result=False)
-def list_together_jobs(credentials: TogetherCredentials) -> list[Job]:
-    with credentials.get_sync_client() as client:
-        return client.list_jobs()
+@task(name="check-published", cache_policy=NO_CACHE, persist_result=False)
+def check_published(
+    names: list[str], credentials: TogetherCredentials, api: ApiVersion = "v2"
+) -> dict[str, str]:
+    """Which of ``names`` Together has already (or is importing): name → why it is skipped."""
+    with credentials.get_backend(api) as backend:
+        return {n: reason for n in names if (reason := backend.published(n)) is not None}
 
 
 @flow(name="publish-new-adapters")
@@ -318,6 +454,9 @@ def publish_new_adapters(
     base_model: str,
     name_prefix: str = "lora",
     credentials: TogetherCredentials | None = None,
+    api: ApiVersion = "v2",
+    serving: ServingOptions = ServingOptions(),
+    teardown: TeardownMode = "keep",
     staging_uri: str | None = None,
     max_concurrent: int = 2,
     hf_token_secret: str | None = None,
@@ -334,6 +473,9 @@ def publish_new_adapters(
         base_model: Together base model id every adapter found is published on.
         name_prefix: Model names are <prefix>-<adapter>-<content hash>: one per content.
         credentials: Together credentials block; default: TOGETHER_API_KEY.
+        api: Together API (v2 default, v1 legacy).
+        serving: How each published adapter is served.
+        teardown: What is kept running after each successful publish.
         staging_uri: s3://bucket/prefix where S3 folders are staged as zips; default:
             TOGETHER_LORA_STAGING_URI.
         max_concurrent: How many adapters are published at the same time.
@@ -346,12 +488,11 @@ def publish_new_adapters(
     creds = credentials or TogetherCredentials.from_env()
     hf_token = _hf_token(hf_token_secret)
     candidates = discover_adapters(location, name_prefix, hf_token)
-    jobs = list_together_jobs(creds)
+    known = check_published([c.model_name for c in candidates], creds, api)
     entries: list[FleetEntry] = []
     todo: list[Candidate] = []
     for candidate in candidates:
-        existing = published_job(jobs, candidate.model_name)
-        if existing is None:
+        if candidate.model_name not in known:
             todo.append(candidate)
             continue
         entries.append(
@@ -360,8 +501,7 @@ def publish_new_adapters(
                 model_name=candidate.model_name,
                 fingerprint=candidate.fingerprint,
                 action="skipped",
-                reason=skip_reason(existing),
-                job_id=existing.job_id,
+                reason=known[candidate.model_name],
             )
         )
 
@@ -371,6 +511,9 @@ def publish_new_adapters(
             base_model=base_model,
             model_name=candidate.model_name,
             credentials=creds,
+            api=api,
+            serving=serving,
+            teardown=teardown,
             staging_uri=staging_uri,
             hf_token_secret=hf_token_secret,
             job=job,

@@ -4,12 +4,34 @@ eval table and the verdict."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from prefect_together_lora.evaluation.runner import EvalReport
 from prefect_together_lora.reporting import md_escape, md_table
-from prefect_together_lora.schemas import StatusUpdate, ValidationReport
+from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.smoke import SmokeReport
+from prefect_together_lora.together.backend import (
+    ApiVersion,
+    ImportEvent,
+    Resource,
+    ServingReport,
+)
+
+Verdict = Literal["pending", "published", "published-gate-warning", "validated", "failed"]
+Step = Literal[
+    "parse",
+    "stage",
+    "presign",
+    "validate",
+    "upload",
+    "await_job",
+    "serve",
+    "smoke_infer",
+    "evaluate",
+    "teardown",
+]
 
 
 class PublishResult(BaseModel):
@@ -17,37 +39,66 @@ class PublishResult(BaseModel):
 
     source: str
     base_model: str
+    api: ApiVersion = "v2"
     fingerprint: str | None = None
-    model_name: str | None = Field(default=None, description="The name to call on Together.")
+    model_name: str | None = Field(
+        default=None, description="The adapter's qualified name on Together."
+    )
     requested_name: str | None = Field(
         default=None, description="The name asked for (events use it as their resource)."
     )
-    job_id: str | None = None
+    model_id: str | None = Field(default=None, description="v2 model record id (ml_...).")
+    revision_id: str | None = Field(default=None, description="v2 revision validated.")
+    job_id: str | None = Field(default=None, description="v1 job or v2 remote upload id.")
     new_upload: bool = Field(default=False, description="False when an earlier upload was reused.")
     validation: ValidationReport | None = None
-    timeline: list[StatusUpdate] = Field(default_factory=list)
+    timeline: list[ImportEvent] = Field(default_factory=list)
+    serving: ServingReport | None = None
+    inference_model: str | None = Field(
+        default=None, description="The model string to call the adapter with."
+    )
+    resources: list[Resource] = Field(
+        default_factory=list, description="What this run made on Together, and its final state."
+    )
+    teardown: str | None = Field(default=None, description="The teardown applied, if any.")
     smoke: SmokeReport | None = None
     evaluation: EvalReport | None = None
-    verdict: str = "pending"
-    failed_step: str | None = None
+    verdict: Verdict = "pending"
+    failed_step: Step | None = None
     error: str | None = None
     report_key: str | None = None
 
+    @property
+    def billing(self) -> list[Resource]:
+        """Resources left running (and billing per replica-minute)."""
+        return [r for r in self.resources if r.bills and r.state == "live"]
+
 
 def render_report(result: PublishResult) -> str:
-    icon = {"published": "✅", "published-gate-warning": "⚠️"}.get(result.verdict, "❌")
+    icon = {"published": "✅", "published-gate-warning": "⚠️", "validated": "✅"}.get(
+        result.verdict, "❌"
+    )
     lines = [f"# {icon} LoRA adapter publish: {result.verdict}", ""]
     facts = [
         ("Source", result.source),
         ("Fingerprint", result.fingerprint or "-"),
         ("Base model", result.base_model),
-        ("Model name to call", f"`{result.model_name}`" if result.model_name else "-"),
-        ("Together job", result.job_id or "-"),
+        ("Together API", result.api),
+        ("Model on Together", f"`{result.model_name}`" if result.model_name else "-"),
+        ("Model id / revision", f"{result.model_id or '-'} / {result.revision_id or '-'}"),
+        ("Import (job / upload)", result.job_id or "-"),
         ("Upload", "new" if result.new_upload else ("reused" if result.job_id else "-")),
+        (
+            "Call it as",
+            f"`{result.inference_model}` at {result.serving.inference_url}"
+            if result.inference_model and result.serving
+            else "-",
+        ),
     ]
     lines += [md_table(["", ""], [list(f) for f in facts]), ""]
     if result.error:
         lines += [f"**Failed at `{result.failed_step}`:** {md_escape(result.error, 2000)}", ""]
+    lines += render_serving(result)
     if result.validation is not None:
         report = result.validation
         adapter = report.adapter
@@ -70,13 +121,13 @@ def render_report(result: PublishResult) -> str:
             ]
     if result.timeline:
         lines += [
-            "## Job timeline",
+            "## Import timeline",
             "",
             md_table(
-                ["time", "status", "message"],
+                ["time", "level", "event", "message"],
                 [
-                    [u.timestamp.isoformat() if u.timestamp else "", u.status.value, u.message]
-                    for u in result.timeline
+                    [e.at.isoformat() if e.at else "", e.level, e.kind or e.status, e.message]
+                    for e in result.timeline
                 ],
             ),
             "",
@@ -110,6 +161,65 @@ def render_report(result: PublishResult) -> str:
     return "\n".join(lines)
 
 
+def render_serving(result: PublishResult) -> list[str]:
+    """What is served where, on what hardware, and what the run left on Together."""
+    serving = result.serving
+    lines: list[str] = []
+    if serving is not None:
+        lines += ["## Serving", ""]
+        if serving.mode == "none":
+            lines += ["Not served (serving mode 'none'): no smoke test, no evaluation.", ""]
+        else:
+            rows = [
+                ["mode", serving.mode],
+                ["endpoint", f"{serving.endpoint_name or '-'} ({serving.endpoint_id or '-'})"],
+                [
+                    "deployment",
+                    f"{serving.deployment_name or '-'} ({serving.deployment_id or '-'})",
+                ],
+                ["hardware", serving.hardware or "-"],
+                ["replicas (min-max)", f"{serving.min_replicas}-{serving.max_replicas}"],
+                [
+                    "idle scale-to-zero",
+                    f"{serving.inactive_timeout_min} min"
+                    if serving.inactive_timeout_min
+                    else "never",
+                ],
+                ["adapter model string", serving.adapter_model or "-"],
+                ["base model string", serving.base_model or "-"],
+                ["ready after s", f"{serving.ready_after_s:.1f}"],
+            ]
+            lines += [md_table(["", ""], rows), ""]
+        lines += [f"- {md_escape(note, 500)}" for note in serving.notes]
+    if result.resources:
+        billing = result.billing
+        lines += [
+            "## On Together after this run"
+            + (f" (teardown: {result.teardown})" if result.teardown else ""),
+            "",
+            md_table(
+                ["kind", "name", "id", "created by this run", "state", "billing"],
+                [
+                    [
+                        r.kind,
+                        r.name,
+                        r.id,
+                        "yes" if r.created else "no",
+                        r.state,
+                        "YES" if r.bills and r.state == "live" else "no",
+                    ]
+                    for r in result.resources
+                ],
+            ),
+            "",
+            f"**{len(billing)} resource(s) billing per replica-minute.**"
+            if billing
+            else "Nothing this run created is billing.",
+            "",
+        ]
+    return lines
+
+
 def render_evaluation(ev: EvalReport) -> list[str]:
     """The evaluation section: metrics, the delta's interval, per-tag table, gate, samples."""
     lines = [
@@ -125,7 +235,7 @@ def render_evaluation(ev: EvalReport) -> list[str]:
                     "",
                 ],
                 ["wins / ties / losses", f"{ev.wins} / {ev.ties} / {ev.losses}", ""],
-                ["error rate", f"{ev.adapter_error_rate:.1%}", ""],
+                ["error rate", f"{ev.adapter_error_rate:.1%}", f"{ev.base_error_rate:.1%}"],
                 ["p95 latency s", _num(ev.adapter_p95_latency_s), _num(ev.base_p95_latency_s)],
                 [
                     "answers asked / reused / throttled (429)",

@@ -4,9 +4,10 @@ artifacts. Which tasks cache, and why:
 - ``stage``: not cached; staging is content-addressed itself (an existing key is not re-sent).
 - ``presign``: never cached or persisted — its result is a secret URL, and signing is local.
 - ``validate``: cached on the adapter's content fingerprint + base model + rules version.
-- ``upload``: cached on fingerprint + model name + base model + account, so a re-run reuses the
-  job; if that cache is gone, the client reconciles Together's "name already exists".
-- ``await_job`` and ``smoke_infer``: never cached (status and inference are live).
+- ``upload``: cached on fingerprint + model name + base model + API + account (and project), so
+  a re-run follows the same import; if that cache is gone, the backend reconciles what exists
+  on Together (the record, our earlier upload of the same source) instead of creating more.
+- ``await_job``, ``serve``, ``teardown`` and ``smoke_infer``: never cached (live state).
 - ``evaluate``: cached on both model names + eval rows + options.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from prefect_together_lora.caching import (
     EvaluationCachePolicy,
@@ -38,7 +39,7 @@ from prefect_together_lora.evaluation.dataset import EvalRow
 from prefect_together_lora.evaluation.runner import EvalReport, run_eval
 from prefect_together_lora.evaluation.store import open_store
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
-from prefect_together_lora.polling import progress_of, wait_for_job
+from prefect_together_lora.polling import progress_of, wait_for_import
 from prefect_together_lora.reporting import (
     artifact_key,
     progress_artifact,
@@ -47,11 +48,22 @@ from prefect_together_lora.reporting import (
     update_progress,
 )
 from prefect_together_lora.retry import RETRYABLE_STATUS
-from prefect_together_lora.schemas import Job, StatusUpdate, UploadJob, ValidationReport
+from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.smoke import SmokeReport, run_smoke
 from prefect_together_lora.sources import AdapterSource
 from prefect_together_lora.sources.resolve import ResolvedSource, resolve_source
 from prefect_together_lora.staging import stage_source
+from prefect_together_lora.together.backend import (
+    AdapterHandle,
+    AdapterSpec,
+    ApiVersion,
+    ImportEvent,
+    ImportPoll,
+    Resource,
+    ServingOptions,
+    ServingReport,
+    TeardownMode,
+)
 from prefect_together_lora.validation.catalog import load_catalog
 from prefect_together_lora.validation.rules import ValidationOptions
 from prefect_together_lora.validation.validator import validate_resolved
@@ -216,58 +228,146 @@ def upload(
     credentials: TogetherCredentials,
     description: str | None = None,
     hf_token: SecretStr | None = None,
-) -> UploadJob:
-    """``POST /v1/models`` with ``model_type=adapter``; idempotent per adapter and account."""
-    with credentials.get_sync_client() as client:
-        job = client.upload_adapter(
-            model_name,
-            resolved.model_source,
-            base_model,
-            description=description,
-            hf_token=hf_token,
-        )
-    _logger().info(
-        "Upload job %s for %s (%s)",
-        job.job_id,
-        job.model_name,
-        "existing job" if job.reconciled else "created",
+    api: ApiVersion = "v2",
+) -> AdapterHandle:
+    """Start Together's import of the adapter (v2: model record + remote upload; v1:
+    ``POST /v1/models``); idempotent per adapter, name and account: an earlier import of the
+    same source is followed, never repeated."""
+    spec = AdapterSpec(
+        name=model_name,
+        source_url=SecretStr(resolved.model_source.get_secret_value()),
+        base_model=base_model,
+        hf_token=hf_token,
+        description=description,
     )
-    return job
+    with credentials.get_backend(api) as backend:
+        handle = backend.import_adapter(spec)
+    _logger().info(
+        "Import %s of %s on %s (%s)",
+        handle.job_id,
+        handle.model_name,
+        api,
+        "following the existing one" if handle.reused else "created",
+    )
+    return handle
+
+
+class Imported(BaseModel):
+    """``await_job``'s result: the handle (now with its revision) and the import's timeline."""
+
+    handle: AdapterHandle
+    timeline: list[ImportEvent]
 
 
 @task(name="await_job", cache_policy=NO_CACHE, persist_result=False)
 def await_job(
-    job_id: str,
+    handle: AdapterHandle,
     credentials: TogetherCredentials,
     options: JobOptions | None = None,
-    model_name: str | None = None,
-) -> list[StatusUpdate]:
-    """Poll until Complete (returns the status timeline) or raise JobFailed / JobTimedOut."""
+) -> Imported:
+    """Poll until Together has the weights (v2: upload SUCCEEDED and revision validated) or
+    raise JobFailed (with Together's reason and validation findings) / JobTimedOut."""
     logger = _logger()
     progress_id = progress_artifact(
-        artifact_key("job", model_name or job_id), 0.0, f"Together job {job_id}"
+        artifact_key("job", handle.model_name), 0.0, f"Together import {handle.job_id}"
+    )
+    revision: list[str | None] = [handle.revision_id]
+
+    def on_poll(poll: ImportPoll) -> None:
+        for event in poll.events:
+            log = logger.warning if event.level in ("warn", "error") else logger.info
+            log("Import %s: %s %s", handle.job_id, event.kind or event.status, event.message)
+        revision[0] = poll.status.revision_id or revision[0]
+        update_progress(
+            progress_id,
+            progress_of(poll.status.state),
+            f"Together import {handle.job_id}: {poll.status.raw}",
+        )
+
+    with credentials.get_backend(handle.api) as backend:
+        timeline = wait_for_import(backend, handle, options, on_poll=on_poll)
+    return Imported(
+        handle=handle.model_copy(update={"revision_id": revision[0]}), timeline=timeline
     )
 
-    def on_update(job: Job, fresh: list[StatusUpdate]) -> None:
-        for update in fresh:
-            logger.info("Job %s: %s — %s", job_id, update.status.value, update.message)
-        update_progress(progress_id, progress_of(job), f"Together job {job_id}: {job.status}")
 
-    with credentials.get_sync_client() as client:
-        job = wait_for_job(client, job_id, options, on_update=on_update)
-    return list(job.status_updates)
+@task(
+    name="serve",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_on_crash,
+)
+def serve(
+    handle: AdapterHandle, credentials: TogetherCredentials, options: ServingOptions
+) -> ServingReport:
+    """Make the adapter callable (v2: attach to a named deployment, or deploy an endpoint +
+    deployment from the base's LoRA profile) and wait until it is READY. Raises ServingFailed
+    listing what it created, so the flow can tear it down."""
+    logger = _logger()
+    with credentials.get_backend(handle.api) as backend:
+        report = backend.serve(handle, options)
+    for note in report.notes:
+        logger.warning(note)
+    if report.mode != "none":
+        logger.info(
+            "Serving %s (%s) on %s %s: call model %r at %s",
+            handle.model_name,
+            report.mode,
+            report.deployment_name or "serverless",
+            f"({report.hardware})" if report.hardware else "",
+            report.adapter_model,
+            report.inference_url,
+        )
+    return report
+
+
+@task(
+    name="teardown",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=retry_on_crash,
+)
+def teardown(
+    handle: AdapterHandle,
+    resources: list[Resource],
+    credentials: TogetherCredentials,
+    mode: TeardownMode,
+    keep_model: bool = False,
+) -> list[Resource]:
+    """Apply ``mode`` (keep / scale-to-zero / delete) to what this run created, in the order
+    Together requires; raises ServingFailed naming anything left behind."""
+    with credentials.get_backend(handle.api) as backend:
+        final = backend.teardown(handle, resources, mode, keep_model=keep_model)
+    logger = _logger()
+    for resource in final:
+        logger.info(
+            "%s %s: %s%s",
+            resource.kind,
+            resource.name or resource.id,
+            resource.state,
+            " (billing)" if resource.bills and resource.state == "live" else "",
+        )
+    return final
 
 
 @task(name="smoke_infer", cache_policy=NO_CACHE)
 def smoke_infer(
-    model_name: str, credentials: TogetherCredentials, options: SmokeOptions | None = None
+    model_name: str,
+    credentials: TogetherCredentials,
+    options: SmokeOptions | None = None,
+    inference_url: str | None = None,
 ) -> SmokeReport:
-    """A few real calls; tolerant of cold start; fails on errors or empty outputs."""
+    """A few real calls on ``inference_url`` (default: the control plane, as v1 serves);
+    tolerant of cold start; fails on errors or empty outputs."""
     options = options or SmokeOptions()
     logger = _logger()
     # 503 here is a cold start: smoke's own loop waits for it (counted, up to ready_timeout_s)
     retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {503})
-    with credentials.get_sync_client(retry) as client:
+    with credentials.get_sync_client(retry, host=inference_url) as client:
         report = run_smoke(
             client,
             model_name,
@@ -317,6 +417,7 @@ def evaluate(
     base_model: str,
     credentials: TogetherCredentials,
     options: EvalOptions | None = None,
+    inference_url: str | None = None,
 ) -> EvalReport:
     """The eval set on adapter and base (same seed/temperature), scored, with the gate's
     criteria; the flow decides whether a failed gate fails or warns. Answers are recorded as
@@ -345,7 +446,7 @@ def evaluate(
     retry = credentials.retry_policy(retry_statuses=RETRYABLE_STATUS - {429, 503})
 
     async def go() -> EvalReport:
-        async with credentials.get_async_client(retry) as client:
+        async with credentials.get_async_client(retry, host=inference_url) as client:
             return await run_eval(
                 client,
                 rows,

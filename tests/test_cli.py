@@ -14,6 +14,9 @@ from prefect_together_lora.testing.adapters import write_adapter, zip_folder
 from tests.adapter_cases import catalog_entry
 from tests.helpers import BASE_8B, put_file, raw_presign
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 KEYS = {
     "valid",
     "source",
@@ -106,8 +109,9 @@ def test_console_script_and_usage() -> None:
 
 
 @pytest.mark.together_emulator(job_seconds=0.2)
+@pytest.mark.parametrize("api", ["v1", "v2"])
 def test_publish_command(
-    prefect_harness, together_emulator, s3_bucket, tmp_path, monkeypatch, capsys
+    prefect_harness, together_emulator, s3_bucket, tmp_path, monkeypatch, capsys, api
 ) -> None:
     monkeypatch.setenv("TOGETHER_API_KEY", together_emulator.api_key)
     monkeypatch.setenv("TOGETHER_BASE_URL", together_emulator.base_url)
@@ -122,13 +126,23 @@ def test_publish_command(
             "cli-lora",
             "--staging-uri",
             f"s3://{s3_bucket.bucket}/stage",
+            "--api",
+            api,
+            "--teardown",
+            "delete",
             "--json",
         ]
     )
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == 0, out
     result = json.loads(out)
-    assert result["model_name"] == "devuser/cli-lora" and result["verdict"] == "published"
+    assert result["verdict"] == "published" and result["api"] == api
+    if api == "v1":
+        assert result["model_name"] == "devuser/cli-lora"
+    else:
+        assert result["model_name"] == "acme-research/cli-lora"
+        assert result["inference_model"] == "acme-research/cli-lora"
+        assert {r["state"] for r in result["resources"]} <= {"deleted", "detached"}
     bad = main(
         [
             "publish",
@@ -137,6 +151,8 @@ def test_publish_command(
             "acme/unknown",
             "--name",
             "x",
+            "--api",
+            api,
             "--staging-uri",
             f"s3://{s3_bucket.bucket}/stage",
         ]

@@ -26,6 +26,9 @@ from prefect_together_lora.errors import (
 from prefect_together_lora.retry import RetryPolicy
 from prefect_together_lora.schemas import JobStatus
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 BASE = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 FAST = RetryPolicy(max_attempts=4, initial_delay_s=0.01, max_delay_s=0.05)
 SIGNED = "http://127.0.0.1:9/bucket/a.zip?X-Amz-Signature=FAKESIGNATUREzz42&X-Amz-Expires=9"

@@ -56,7 +56,9 @@ def test_missing_key_says_how_to_fix(monkeypatch) -> None:
 
 def test_default_base_url_is_the_real_host() -> None:
     creds = TogetherCredentials(api_key=SecretStr("k"))
-    assert creds.base_url == "https://api.together.xyz"
+    assert creds.base_url == "https://api.together.ai"
+    assert creds.inference_host("v2") == "https://api-inference.together.ai"
+    assert creds.inference_host("v1") == "https://api.together.ai"
     assert (
         TogetherCredentials(api_key=SecretStr("k")).account_key
         != TogetherCredentials(api_key=SecretStr("k2")).account_key

@@ -29,7 +29,8 @@ from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zi
 from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
 from tests.helpers import BASE_8B, put_file
 
-pytestmark = pytest.mark.e2e
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = [pytest.mark.e2e, pytest.mark.together_emulator(dedicated_only=False)]
 ROOT = Path(__file__).parents[1]
 KEY = "e2e-together-key"
 

@@ -12,6 +12,9 @@ import pytest
 from tests.helpers import BASE_8B, wait_job
 from tests.openapi import assert_conforms
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 
 @pytest.fixture
 def http(together_emulator):

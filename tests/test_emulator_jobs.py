@@ -13,6 +13,9 @@ from prefect_together_lora.schemas import JobStatus
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
 from tests.helpers import BASE_8B, put_file, raw_presign, wait_job
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 
 @pytest.fixture
 def adapter_dir(tmp_path: Path) -> Path:

@@ -20,6 +20,9 @@ from prefect_together_lora.options import EvalOptions
 from prefect_together_lora.retry import RETRYABLE_STATUS, RetryPolicy
 from tests.helpers import BASE_8B
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 ADAPTER = "devuser/eval-lora"
 
 
@@ -246,7 +249,34 @@ def test_each_gate_criterion(together_emulator, options, passes) -> None:
     rows = rows_and_scripts(together_emulator.admin, 10, adapter_right=8, base_right=3)
     report = run(together_emulator, rows, EvalOptions(**options))
     assert report.passed is passes, report.criteria
-    assert len(report.criteria) == 1 and report.criteria[0].value is not None
+    assert report.criteria[0].value is not None
+    if "min_delta_over_base" in options:  # the comparison only counts when the base answered
+        assert report.criteria[1].name.startswith("base answered") and report.criteria[1].passed
+    else:
+        assert len(report.criteria) == 1
+
+
+@pytest.mark.together_emulator(job_seconds=60)
+def test_failed_base_answers_fail_the_comparison(together_emulator) -> None:
+    """A broken base arm must fail the gate, never hand the adapter free wins."""
+    complete_adapter(together_emulator)
+    rows = rows_and_scripts(together_emulator.admin, 4, adapter_right=4, base_right=4)
+
+    def broken_base(options: EvalOptions):
+        async def go():
+            async with AsyncTogetherClient(
+                together_emulator.api_key, together_emulator.base_url
+            ) as c:  # the base arm names a model that does not answer (404)
+                return await run_eval(c, rows, ADAPTER, "acme-research/gone-ep", options)
+
+        return asyncio.run(go())
+
+    report = broken_base(EvalOptions(min_delta_over_base=0.5))
+    assert report.base_error_rate == 1.0 and report.adapter_error_rate == 0.0
+    assert report.delta == 1.0 and not report.passed  # "wins" against a base that never answered
+    assert [c.passed for c in report.criteria] == [True, False]
+    rate = broken_base(EvalOptions(max_error_rate=0.5))
+    assert rate.criteria[0].value == 1.0 and not rate.passed
 
 
 @pytest.mark.together_emulator(job_seconds=60)

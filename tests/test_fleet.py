@@ -14,6 +14,9 @@ from prefect_together_lora.options import JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
 from tests.helpers import BASE_8B, put_file, read_artifacts
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 
 def stock_prefix(s3_bucket, tmp_path: Path) -> None:
     a = write_adapter(tmp_path / "a", BASE_8B, seed=1)
@@ -69,6 +72,7 @@ def test_fleet_publishes_new_and_skips_published(
         base_model=BASE_8B,
         name_prefix="team",
         credentials=together_emulator.credentials(),
+        api="v1",
         staging_uri=f"s3://{s3_bucket.bucket}/stg",
         job=JobOptions(poll_initial_s=0.05, poll_max_s=0.2),
         smoke=SmokeOptions(prompts=["hi"], retry_interval_s=0.05),
@@ -91,6 +95,7 @@ def test_fleet_publishes_new_and_skips_published(
         base_model=BASE_8B,
         name_prefix="team",
         credentials=together_emulator.credentials(),
+        api="v1",
         staging_uri=f"s3://{s3_bucket.bucket}/stg",
         return_state=True,
     )

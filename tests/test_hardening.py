@@ -36,6 +36,9 @@ from prefect_together_lora.validation.safetensors import (
 from prefect_together_lora.validation.validator import validate_resolved
 from tests.adapter_cases import L8
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 RULES_SOURCE = Path(__file__).parents[1] / "prefect_together_lora" / "validation"
 
 

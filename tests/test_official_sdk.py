@@ -15,6 +15,9 @@ from tests.helpers import BASE_8B, put_file, raw_presign
 
 together = pytest.importorskip("together")
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 
 @pytest.fixture(params=["in-process", "command-line"])
 def emulator_url(request, together_emulator) -> Iterator[tuple[str, str]]:
@@ -26,7 +29,13 @@ def emulator_url(request, together_emulator) -> Iterator[tuple[str, str]]:
     from prefect_together_lora.testing.emulator import run_emulator_process
 
     with run_emulator_process(
-        "--job-seconds", "0.3", "--api-key", "cli-key", "--hf-endpoint", "http://127.0.0.1:9"
+        "--job-seconds",
+        "0.3",
+        "--api-key",
+        "cli-key",
+        "--hf-endpoint",
+        "http://127.0.0.1:9",
+        "--legacy-serverless",
     ) as url:
         yield url, "cli-key"
 

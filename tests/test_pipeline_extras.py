@@ -21,6 +21,9 @@ from prefect_together_lora.testing.adapters import write_adapter
 from tests.adapter_cases import catalog_entry
 from tests.helpers import BASE_8B
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.1, max_wait_s=10, not_found_grace_s=5)
 
 
@@ -87,6 +90,7 @@ def _published(together_emulator, s3_bucket, tmp_path: Path, **extra):
         base_model=BASE_8B,
         model_name="suffixed",
         credentials=together_emulator.credentials(),
+        api="v1",
         staging_uri=f"s3://{s3_bucket.bucket}/stage",
         job=FAST_JOB,
         smoke=SmokeOptions(prompts=["hi"], retry_interval_s=0.05),
@@ -148,7 +152,8 @@ def test_training_flow_with_publish_subflow(
     )
     assert state.is_completed(), state.message
     result = state.result()
-    assert result.model_name == "devuser/trained" and result.validation.adapter.dtype == "F16"
+    assert result.model_name == "acme-research/trained" and result.api == "v2"
+    assert result.validation.adapter.dtype == "F16" and result.smoke.passed
 
 
 def test_catalog_from_a_prefect_variable(prefect_harness, tmp_path: Path) -> None:

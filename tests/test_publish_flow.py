@@ -22,6 +22,9 @@ from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
 from tests.helpers import BASE_8B, put_file, read_artifacts
 
+# v1 suites run as an account that still has serverless LoRA inference (legacy setting)
+pytestmark = pytest.mark.together_emulator(dedicated_only=False)
+
 FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.2, max_wait_s=30)
 FAST_SMOKE = SmokeOptions(
     prompts=["Say hello.", "What is 2+2?"], retry_interval_s=0.05, ready_timeout_s=20
@@ -40,6 +43,7 @@ def run(together_emulator, source: str, name: str, **extra: Any):
         "base_model": BASE_8B,
         "model_name": name,
         "credentials": together_emulator.credentials(),
+        "api": "v1",
         "job": FAST_JOB,
         "smoke": FAST_SMOKE,
     }
@@ -92,7 +96,7 @@ def test_s3_archive_publishes(
     result = state.result()
     assert result.verdict == "published" and result.model_name.startswith("devuser/lora-")
     assert result.validation.valid and result.new_upload
-    assert result.timeline[-1].status.value == "Complete"
+    assert result.timeline[-1].status == "Complete"
     assert result.smoke.passed and len(result.smoke.samples) == 2
     assert result.fingerprint.startswith("s3-etag:")
 
@@ -256,7 +260,7 @@ def test_artifacts_are_keyed_and_readable(
     ):
         assert key in artifacts, sorted(artifacts)
     report = artifacts["together-lora-report-lora-art-v1"]
-    assert "devuser/Lora_Art.v1" in report.data and "Job timeline" in report.data
+    assert "devuser/Lora_Art.v1" in report.data and "Import timeline" in report.data
     assert artifacts["together-lora-job-devuser-lora-art-v1"].data == 100.0
     smoke = json.loads(artifacts["together-lora-smoke-devuser-lora-art-v1"].data)
     assert len(smoke) == 2 and smoke[0]["output"]

@@ -78,6 +78,7 @@ class EvalReport(BaseModel):
     losses: int
     errors: int
     adapter_error_rate: float = 0.0
+    base_error_rate: float = 0.0
     adapter_p95_latency_s: float | None = None
     base_p95_latency_s: float | None = None
     per_tag: list[TagStats] = Field(default_factory=list)
@@ -255,6 +256,7 @@ def summarize(
     losses = sum(d < 0 for d in deltas)
     low, high = bootstrap_mean_ci(deltas, resamples=options.bootstrap_resamples, seed=options.seed)
     adapter_errors = sum(r.adapter.error is not None for r in results)
+    base_errors = sum(r.base.error is not None for r in results)
     adapter_latencies = [
         r.adapter.latency_s
         for r in results
@@ -275,8 +277,9 @@ def summarize(
         wins=wins,
         losses=losses,
         ties=len(results) - wins - losses,
-        errors=adapter_errors + sum(r.base.error is not None for r in results),
+        errors=adapter_errors + base_errors,
         adapter_error_rate=round(adapter_errors / len(results), 6) if results else 0.0,
+        base_error_rate=round(base_errors / len(results), 6) if results else 0.0,
         adapter_p95_latency_s=percentile(adapter_latencies, 95),
         base_p95_latency_s=percentile(base_latencies, 95),
         per_tag=_per_tag(results),
@@ -327,13 +330,27 @@ def gate(report: EvalReport, options: EvalOptions) -> list[Criterion]:
                 passed=value >= options.min_delta_over_base,
             )
         )
+    worst = max(report.adapter_error_rate, report.base_error_rate)
     if options.max_error_rate is not None:
+        # both arms count: an eval whose base calls fail is no comparison at all
         criteria.append(
             Criterion(
-                name="max_error_rate",
+                name="max_error_rate (adapter or base)",
                 threshold=options.max_error_rate,
-                value=report.adapter_error_rate,
-                passed=report.adapter_error_rate <= options.max_error_rate,
+                value=worst,
+                passed=worst <= options.max_error_rate,
+            )
+        )
+    if options.min_delta_over_base is not None:
+        # a base answer that failed scores 0 and would hand the adapter a free "win": the
+        # comparison only counts when the base answered (as often as max_error_rate allows)
+        allowed = options.max_error_rate or 0.0
+        criteria.append(
+            Criterion(
+                name="base answered (comparison complete)",
+                threshold=1.0 - allowed,
+                value=1.0 - report.base_error_rate,
+                passed=report.base_error_rate <= allowed,
             )
         )
     if options.max_p95_latency_s is not None:

@@ -39,6 +39,16 @@ class EmulatorHandle:
 
         return TogetherClient(self.api_key, self.base_url, **options)
 
+    def v2_client(self, **options: Any) -> Any:
+        from prefect_together_lora.together.v2_client import TogetherV2Client
+
+        return TogetherV2Client(self.api_key, self.base_url, **options)
+
+    def backend(self, api: str = "v2", **options: Any) -> Any:
+        from prefect_together_lora.together import make_backend
+
+        return make_backend(api, self.api_key, self.base_url, **options)  # type: ignore[arg-type]
+
 
 @dataclass
 class S3Handle:
@@ -73,9 +83,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def together_emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorHandle]:
     from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
 
-    options: dict[str, Any] = {"job_seconds": 0.3}
-    marker = request.node.get_closest_marker("together_emulator")
-    if marker is not None:
+    options: dict[str, Any] = {
+        "job_seconds": 0.3,
+        "deploy_seconds": 0.3,
+        "stop_seconds": 0.1,
+        "adapter_load_seconds": 0.2,
+    }
+    # module-level marks first, the test's own last: the closest setting wins
+    for marker in reversed(list(request.node.iter_markers("together_emulator"))):
         options.update(marker.kwargs)
     if "hf_endpoint" not in options:
         # Never let a test's Hub source reach huggingface.co: the local Hub when the test has

@@ -32,6 +32,7 @@ from prefect_together_lora.testing.emulator.inference import (
 )
 from prefect_together_lora.testing.emulator.jobs import JobRunner, classify_source
 from prefect_together_lora.testing.emulator.store import DuplicateName, Store
+from prefect_together_lora.testing.emulator.v2 import V2Error, V2State, v2_router
 
 INVALID_KEY = (
     "Invalid API key provided. You can find your API key at "
@@ -90,9 +91,11 @@ class EmulatorState:
     config: EmulatorConfig
     store: Store
     runner: JobRunner
+    v2: V2State
     scripts: Scripts = field(default_factory=Scripts)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     faults: list[Fault] = field(default_factory=list)
+    v2_calls: dict[str, int] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -187,14 +190,19 @@ def create_app(config: EmulatorConfig | None = None, state_path: str | None = No
     """Build the emulator app; the job runner starts with it and stops on shutdown."""
     config = config or EmulatorConfig()
     store = Store(state_path)
-    state = EmulatorState(config=config, store=store, runner=JobRunner(store, config))
+    runner = JobRunner(store, config)
+    state = EmulatorState(
+        config=config, store=store, runner=runner, v2=V2State(config, store, runner)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.runner.resume_pending()
+        state.v2.resume()
         try:
             yield
         finally:
+            state.v2.shutdown()
             state.runner.shutdown()
             store.close()
 
@@ -214,6 +222,7 @@ def create_app(config: EmulatorConfig | None = None, state_path: str | None = No
 
     api = APIRouter()
     _add_api_routes(api, state)
+    app.include_router(v2_router(state, lambda request: _bearer(request, config)))
     app.include_router(api, prefix="/v1")
     app.include_router(api, prefix="/v0")
     app.include_router(_admin_router(state), prefix="/_emulator")
@@ -416,6 +425,40 @@ def _add_api_routes(api: APIRouter, state: EmulatorState) -> None:
         return await _inference(request, state, "completion")
 
 
+def _unable(model: str) -> str:
+    return (
+        f"Unable to access model {model}. Please visit https://api.together.ai/models to view "
+        "the list of supported models."
+    )
+
+
+def _resolve_v1(state: EmulatorState, model: str) -> tuple[str, int | None] | JSONResponse:
+    """A v1 model string → (the model that answers, its calls so far when it is an uploaded
+    model, for the cold start), or the error Together answers."""
+    config = state.config
+    if ":" in model:  # endpoint_model_name:adapter_name, for adapters attached to an endpoint
+        endpoint_name, _, adapter = model.partition(":")
+        endpoints = {e.id for e in config.endpoints if e.name == endpoint_name}
+        if not any(e in endpoints for e, a in state.store.attachments() if a == adapter):
+            return error_response(404, _unable(model), code="model_not_available")
+        model = adapter
+    record = state.store.model(model)
+    bases = BASE_MODEL_TABLES.get(config.base_models, BASE_MODEL_TABLES["all"])
+    if model not in bases and (record is None or record.status != "Complete"):
+        return error_response(404, _unable(model), code="model_not_available")
+    if record is None:
+        return model, None
+    if config.dedicated_only and not _attached(state, model):
+        return error_response(
+            400,
+            f"Unable to access non-serverless model {model}. Please visit "
+            f"https://api.together.ai/models/{model} to create and start a new dedicated "
+            "endpoint for the model.",
+            code="model_not_available",
+        )
+    return model, state.store.count_call(model)
+
+
 def _attached(state: EmulatorState, adapter: str) -> bool:
     return any(a == adapter for _, a in state.store.attachments())
 
@@ -505,46 +548,27 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
     if invalid is not None:
         return invalid
     model = requested = body["model"]
-    if ":" in model:  # endpoint_model_name:adapter_name, for adapters attached to an endpoint
-        endpoint_name, _, adapter = model.partition(":")
-        endpoints = {e.id for e in config.endpoints if e.name == endpoint_name}
-        if not any(e in endpoints for e, a in state.store.attachments() if a == adapter):
-            return error_response(
-                404,
-                f"Unable to access model {model}. Please visit "
-                "https://api.together.ai/models to view the list of supported models.",
-                code="model_not_available",
-            )
-        model = adapter
-    record = state.store.model(model)
-    bases = BASE_MODEL_TABLES.get(config.base_models, BASE_MODEL_TABLES["all"])
-    if model not in bases and (record is None or record.status != "Complete"):
-        return error_response(
-            404,
-            f"Unable to access model {model}. Please visit https://api.together.ai/models to "
-            "view the list of supported models.",
-            code="model_not_available",
-        )
-    if record is not None and config.dedicated_only and not _attached(state, model):
-        return error_response(
-            400,
-            f"Unable to access non-serverless model {model}. Please visit "
-            f"https://api.together.ai/models/{model} to create and start a new dedicated "
-            "endpoint for the model.",
-            code="model_not_available",
-        )
-    if record is not None and state.store.count_call(model) < config.cold_start_calls:
+    extra_headers: dict[str, str] = {}
+    calls: int | None
+    routed = state.v2.route(model)
+    if isinstance(routed, V2Error):
+        return error_response(routed.status, routed.message, code=routed.code)
+    if routed is not None:  # a v2 deployment: an endpoint, a pinned deployment, an adapter
+        model, extra_headers["x-cluster"] = routed
+        with state.lock:
+            calls = state.v2_calls.get(requested, 0)
+            state.v2_calls[requested] = calls + 1
+    else:
+        resolved = _resolve_v1(state, model)
+        if isinstance(resolved, JSONResponse):
+            return resolved
+        model, calls = resolved
+    if calls is not None and calls < config.cold_start_calls:
         if config.cold_start_status == 503:
             return error_response(
                 503, "The server is overloaded or not ready yet.", type_="service_unavailable"
             )
-        return error_response(
-            404,
-            f"Unable to access model {model}. Please visit "
-            "https://api.together.ai/models to view the list of supported "
-            "models.",
-            code="model_not_available",
-        )
+        return error_response(404, _unable(model), code="model_not_available")
     allowed, left, wait = state.limiter.take(
         key, model, config.rate_limit_rps, config.rate_limit_burst
     )
@@ -592,7 +616,7 @@ async def _inference(request: Request, state: EmulatorState, kind: str) -> Respo
     }
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     rid, created = _request_id(), int(time.time())
-    headers = _rate_headers(config, left)
+    headers = {**_rate_headers(config, left), **extra_headers}
     if body.get("stream"):
         return StreamingResponse(
             _stream(kind, rid, created, requested, gens, usage),

@@ -65,9 +65,10 @@ class EmulatorConfig(BaseModel):
     )
     list_adapters: bool = Field(default=True, description="List completed adapters in GET /models.")
     dedicated_only: bool = Field(
-        default=False,
-        description="Uploaded models answer 400 model_not_available 'non-serverless' (they "
-        "would need a dedicated endpoint), as newer Together accounts do.",
+        default=True,
+        description="Uploaded v1 models answer 400 model_not_available 'non-serverless' (they "
+        "need a dedicated endpoint), as Together does today; False restores the legacy "
+        "serverless LoRA inference.",
     )
     cold_start_calls: int = Field(
         default=0, ge=0, description="First K calls to a new adapter fail."
@@ -80,5 +81,48 @@ class EmulatorConfig(BaseModel):
     rate_limit_burst: int = Field(default=10, ge=1)
     context_length: int = Field(default=8192, ge=16)
     endpoints: list[EndpointSpec] = Field(
-        default_factory=list, description="Dedicated endpoints adapters can be attached to."
+        default_factory=list, description="v1 dedicated endpoints adapters can be attached to."
     )
+    # -- v2 (project-scoped API) -----------------------------------------------------------
+    project_id: str = Field(default="proj_emulator0001", description="The keys' project.")
+    project_slug: str = Field(
+        default="acme-research", description="Prepended to v2 names: <slug>/<name>."
+    )
+    project_name: str = "Research"
+    organization_id: str = "org_emulator01"
+    organization_name: str = "Acme"
+    org_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys that whoami reports as organization keys (no project scope).",
+    )
+    wrong_project_status: Literal[403, 404] = Field(
+        default=403, description="Answer to a path project the key does not belong to."
+    )
+    v2_error_shape: Literal["standard", "rpc"] = Field(
+        default="standard",
+        description="v2 error bodies: {'error': {...}} or the RPC {'code','message','details'}.",
+    )
+    v2_duplicate_status: Literal[400, 409] = Field(
+        default=409, description="Status of 'model name already exists' on v2."
+    )
+    deploy_seconds: float = Field(default=1.0, ge=0, description="PROVISIONING → READY.")
+    stop_seconds: float = Field(default=0.3, ge=0, description="STOPPING → STOPPED.")
+    adapter_load_seconds: float = Field(
+        default=0.5, ge=0, description="Attachment PENDING → LOADING → READY per cluster."
+    )
+    upload_error_restarts: int = Field(
+        default=0, ge=0, description="Remote uploads go through ERROR this many times first."
+    )
+    max_restarts: int = Field(default=3, ge=0, description="maxRestarts of remote uploads.")
+    deploy_never_ready: bool = Field(default=False, description="Deployments stay PROVISIONING.")
+    deployment_fails: bool = Field(default=False, description="Deployments end FAILED.")
+    adapter_load_fails: bool = Field(
+        default=False, description="Attached adapters end FAILED with adapterValid=false."
+    )
+    adapter_model_form: Literal["name", "endpoint:name"] = Field(
+        default="name",
+        description="How inference names an attached adapter: '<slug>/<adapter>' or "
+        "'<slug>/<endpoint>:<slug>/<adapter>' (Together's exact form is unverified).",
+    )
+    clusters: list[str] = Field(default_factory=lambda: ["us-east-2a"], min_length=1)
+    pods_per_cluster: int = Field(default=2, ge=1)

@@ -19,10 +19,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
@@ -91,6 +92,10 @@ class JobRunner:
     ) -> None:
         self._pool.submit(self._run, job_id, source, model_type, base_model, hf_token)
 
+    def pool_submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the job pool (v2 uploads share it)."""
+        self._pool.submit(fn, *args)
+
     def resume_pending(self) -> None:
         """After a restart with persistent state, finish the jobs that were in flight."""
         for doc in self.store.jobs():
@@ -147,7 +152,6 @@ class JobRunner:
     def check(
         self, source: str, model_type: str, base_model: str | None, hf_token: str | None
     ) -> None:
-        kind = classify_source(source)
         if model_type == "adapter":
             supported = _supported_base_models(self.config.base_models)
             if not base_model:
@@ -158,14 +162,19 @@ class JobRunner:
                     f"Supported base models: {', '.join(supported)}"
                 )
         with tempfile.TemporaryDirectory(prefix="emulator-job-") as tmp:
-            if kind == "huggingface":
-                files = self._fetch_hub(hf_repo_id(source), hf_token, Path(tmp))
-            elif kind == "remote_archive":
-                files = self._fetch_archive(source, Path(tmp))
-            else:
-                raise JobFailure("model_source must be a Hugging Face repo or a presigned URL.")
+            files = self.fetch(source, hf_token, Path(tmp))
             if model_type == "adapter":
-                _check_adapter_files(files)
+                check_adapter_files(files)
+
+    def fetch(self, source: str, hf_token: str | None, tmp: Path) -> dict[str, Path]:
+        """Download the source (Hub repo or presigned archive) the way Together does; member
+        name → extracted path. Raises :class:`JobFailure` with Together-like messages."""
+        kind = classify_source(source)
+        if kind == "huggingface":
+            return self._fetch_hub(hf_repo_id(source), hf_token, tmp)
+        if kind == "remote_archive":
+            return self._fetch_archive(source, tmp)
+        raise JobFailure("model_source must be a Hugging Face repo or a presigned URL.")
 
     def _fetch_archive(self, url: str, tmp: Path) -> dict[str, Path]:
         lifetime = presigned_lifetime_s(url)
@@ -285,7 +294,8 @@ def _safe_write(dest: Path, name: str, data: bytes) -> Path:
     return target
 
 
-def _check_adapter_files(files: dict[str, Path]) -> None:
+def check_adapter_files(files: dict[str, Path]) -> None:
+    """The files Together needs, at the root, a LoRA config and a well-formed safetensors."""
     names = [
         n for n in files if not n.startswith("__MACOSX/") and not Path(n).name.startswith("._")
     ]

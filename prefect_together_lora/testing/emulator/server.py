@@ -125,7 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hf-endpoint", default=None, help="Hub endpoint for Hub sources.")
     parser.add_argument("--job-seconds", type=float, default=5.0)
     parser.add_argument("--state", default=None, help="SQLite file to keep state across restarts.")
-    parser.add_argument("--account", default="devuser")
+    parser.add_argument("--account", default="devuser", help="v1 namespace of uploaded names")
+    parser.add_argument("--project-id", default="proj_emulator0001", help="v2 project id")
+    parser.add_argument(
+        "--project-slug", default="acme-research", help="v2 project slug (<slug>/<name>)"
+    )
+    parser.add_argument(
+        "--deploy-seconds", type=float, default=5.0, help="v2 deployment PROVISIONING time"
+    )
+    parser.add_argument(
+        "--legacy-serverless",
+        action="store_true",
+        help="v1 uploaded adapters answer serverless (Together's old behaviour)",
+    )
     parser.add_argument(
         "--api-key",
         action="append",
@@ -140,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = EmulatorConfig(
         account=args.account,
+        project_id=args.project_id,
+        project_slug=args.project_slug,
+        deploy_seconds=args.deploy_seconds,
+        dedicated_only=not args.legacy_serverless,
         api_keys=args.api_keys,
         hf_endpoint=args.hf_endpoint,
         job_seconds=args.job_seconds,
@@ -151,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     app = create_app(config, state_path=args.state)
     print(
-        f"Together emulator on http://{args.host}:{args.port} "
-        f"(set TOGETHER_BASE_URL=http://{args.host}:{args.port})",
+        f"Together emulator (v1, v2, /v3/whoami, inference) on http://{args.host}:{args.port}: "
+        f"set TOGETHER_BASE_URL=http://{args.host}:{args.port} "
+        f"(project {args.project_id}, slug {args.project_slug})",
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -49,6 +49,9 @@ class Store:
             CREATE TABLE IF NOT EXISTS attachments (
                 endpoint_id TEXT NOT NULL, adapter TEXT NOT NULL,
                 PRIMARY KEY (endpoint_id, adapter));
+            CREATE TABLE IF NOT EXISTS v2 (
+                kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
+                PRIMARY KEY (kind, id));
             CREATE TABLE IF NOT EXISTS models (
                 name TEXT PRIMARY KEY, account TEXT NOT NULL, model_id TEXT NOT NULL,
                 job_id TEXT NOT NULL, base_model TEXT, model_type TEXT NOT NULL,
@@ -59,6 +62,43 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- v2 documents (models, uploads, revisions, endpoints, deployments, attachments) --------
+
+    def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Insert or replace a v2 document (keyed by ``doc["id"]``; list order = insert order)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq FROM v2 WHERE kind = ? AND id = ?", (kind, doc["id"])
+            ).fetchone()
+            seq = (
+                row[0]
+                if row
+                else (self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM v2").fetchone()[0])
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO v2 VALUES (?, ?, ?, ?)",
+                (kind, doc["id"], seq, json.dumps(doc)),
+            )
+        return doc
+
+    def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM v2 WHERE kind = ? AND id = ?", (kind, doc_id)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc FROM v2 WHERE kind = ? ORDER BY seq", (kind,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def remove(self, kind: str, doc_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM v2 WHERE kind = ? AND id = ?", (kind, doc_id))
 
     def create_upload(
         self,
