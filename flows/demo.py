@@ -1,9 +1,12 @@
-"""``make demo``: the whole flow, offline, on Prefect's embedded server.
+"""``make demo``: the whole flow, offline, on Prefect's embedded server, through Together's
+current v2 API.
 
 Starts a local S3 (moto server with real presigned-URL rules) and the Together emulator on free
 ports, "trains" a Llama-3.1-8B LoRA adapter, stages it to S3, validates it through its presigned
-URL, uploads it, waits for the job, smoke-tests it (through a cold start), evaluates it against
-its base, prints the report, and stops everything it started.
+URL, registers it as a model record and imports it by remote upload, waits until Together has
+validated the revision, deploys an endpoint from the base's LoRA profile and attaches the
+adapter, smoke-tests it (through a cold start), evaluates it against its base on the same
+deployment, tears down what it created, prints the report, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry writes
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the demo never talks to the real Hub
 sys.path.insert(0, str(ROOT))
 
@@ -41,11 +45,15 @@ def main() -> int:
     from prefect_together_lora.publish_result import render_report
     from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
     from prefect_together_lora.testing.s3 import run_s3_server, s3_client, s3_env
+    from prefect_together_lora.together.backend import ServingOptions
 
     WORK.mkdir(exist_ok=True)
     started = time.monotonic()
     model_name = f"support-bot-lora-{int(time.time())}"
-    with run_s3_server() as s3_endpoint, run_emulator(job_seconds=3, cold_start_calls=1) as url:
+    emulator = run_emulator(
+        job_seconds=3, cold_start_calls=1, deploy_seconds=3, adapter_load_seconds=1
+    )
+    with run_s3_server() as s3_endpoint, emulator as url:
         print(f"local S3 on {s3_endpoint}, Together emulator on {url}")
         os.environ.update(s3_env(s3_endpoint))
         os.environ.update({"TOGETHER_API_KEY": "demo-key", "TOGETHER_BASE_URL": url})
@@ -68,7 +76,9 @@ def main() -> int:
                     )
                     + "\n"
                 )
-                admin.script(f"devuser/{model_name}", question, answer)
+                # the adapter (called by its qualified v2 name) knows the product ...
+                admin.script(f"acme-research/{model_name}", question, answer)
+                # ... and its base, served by the same deployment, does not
                 admin.script(BASE_MODEL, question, "Please check the documentation.")
         result = train_and_publish(
             output_dir=str(WORK / "adapter"),
@@ -76,13 +86,17 @@ def main() -> int:
             staging_uri="s3://demo-adapters/staging",
             eval_set=str(eval_path),
             min_improvement_over_base=0.5,
+            serving=ServingOptions(poll_initial_s=0.5, poll_max_s=2.0),
+            teardown="delete",  # a demo leaves nothing running
         )
         admin.close()
     print()
     print(render_report(result))
+    billing = ", ".join(f"{r.kind} {r.name}" for r in result.billing) or "nothing"
     print(
-        f"\nDemo finished in {time.monotonic() - started:.0f}s: {result.verdict}; call "
-        f"model '{result.model_name}'. Prefect data: {os.environ['PREFECT_HOME']}"
+        f"\nDemo finished in {time.monotonic() - started:.0f}s: {result.verdict} through the "
+        f"{result.api} API; the adapter was called as '{result.inference_model}'; teardown "
+        f"'{result.teardown}' left {billing} billing. Prefect data: {os.environ['PREFECT_HOME']}"
     )
     return 0 if result.verdict == "published" else 1
 

@@ -15,7 +15,12 @@ from pydantic import SecretStr
 
 from prefect_together_lora import events
 from prefect_together_lora.credentials import TogetherCredentials
-from prefect_together_lora.errors import AdapterInvalid, EvalBelowThreshold, ServingFailed
+from prefect_together_lora.errors import (
+    AdapterInvalid,
+    EvalBelowThreshold,
+    JobFailed,
+    ServingFailed,
+)
 from prefect_together_lora.evaluation.dataset import load_eval_set
 from prefect_together_lora.evaluation.runner import gate_failure_message, table_rows
 from prefect_together_lora.fleet import Candidate, FleetEntry, discover
@@ -210,7 +215,11 @@ def publish_adapter(
             **{"together.model": handle.model_name},
         )
         with _step(result, "await_job"):
-            imported = await_job(handle, creds, job)
+            try:
+                imported = await_job(handle, creds, job)
+            except JobFailed as exc:
+                _add_findings(result, exc)
+                raise
             handle, result.timeline = imported.handle, imported.timeline
             result.revision_id = handle.revision_id
         events.emit(
@@ -250,6 +259,14 @@ def publish_adapter(
     finally:
         _write_report(result, creds)
     return result
+
+
+def _add_findings(result: PublishResult, failed: JobFailed) -> None:
+    """Together's own validation errors join the run's findings (report, findings artifact)."""
+    if failed.findings and result.validation is not None:
+        result.validation = result.validation.model_copy(
+            update={"findings": [*result.validation.findings, *failed.findings]}
+        )
 
 
 def _validate_pinned(

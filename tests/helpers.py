@@ -57,3 +57,51 @@ def read_artifacts(flow_state: Any) -> dict[str, Any]:
         return {a.key: a for a in arts if a.key}
 
     return asyncio.run(read())
+
+
+def user_deployment(
+    client: Any, backend: Any, base: str, mode: str, name: str, max_replicas: int = 1
+) -> tuple[Any, Any]:
+    """A user's own v2 endpoint + deployment of ``base`` (profile of adapter ``mode``), live in
+    the traffic split: what serving mode 'attach' attaches to."""
+    from prefect_together_lora.together.v2_schemas import TrafficEntry
+
+    profile = next(
+        p
+        for model in backend._catalog(base)
+        for p in model.deployment_profiles
+        if p.adapter_mode == mode
+    )
+    endpoint = client.create_endpoint(name)
+    deployment = client.create_deployment(
+        endpoint.id,
+        "main",
+        model=profile.model,
+        config=profile.config,
+        min_replicas=1,
+        max_replicas=max_replicas,
+    )
+    client.set_traffic(
+        endpoint.id, lambda split: [*split, TrafficEntry(deployment_id=deployment.id, weight=100)]
+    )
+    return endpoint, deployment
+
+
+def secret_hits(needles: list[str], prefect_home: Path, database: Path, log_text: str) -> list[str]:
+    """Where any of ``needles`` (keys, tokens, signatures) appears: files under Prefect's home
+    and the server's folder, every row of the server's SQLite database, the captured logs."""
+    import sqlite3
+
+    hits = [f"log: {n}" for n in needles if n in log_text]
+    for folder in (prefect_home, database.parent):
+        for file in folder.rglob("*"):
+            if file.is_file():
+                data = file.read_bytes()
+                hits += [f"{file}: {n}" for n in needles if n.encode() in data]
+    with sqlite3.connect(database) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                text = " ".join(str(c) for c in row)
+                hits += [f"{table}: {n}" for n in needles if n in text]
+    return hits

@@ -23,11 +23,17 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from prefect_together_lora.fleet import discover
+from prefect_together_lora.options import JobOptions
+from prefect_together_lora.polling import wait_for_import
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
 from prefect_together_lora.testing.emulator import EmulatorAdmin, run_emulator
-from tests.helpers import BASE_8B, put_file
+from prefect_together_lora.together import make_backend
+from prefect_together_lora.together.backend import AdapterSpec
+from prefect_together_lora.together.v2_client import TogetherV2Client
+from tests.helpers import BASE_8B, put_file, raw_presign
 
 # v1 suites run as an account that still has serverless LoRA inference (legacy setting)
 pytestmark = [pytest.mark.e2e, pytest.mark.together_emulator(dedicated_only=False)]
@@ -85,17 +91,17 @@ def stack(tmp_path_factory, local_s3) -> Iterator[dict[str, Any]]:
         finally:
             for k, v in old.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as http:
-            job = http.post(
-                "/v1/models",
-                json={
-                    "model_name": earlier.model_name,
-                    "model_source": "acme/earlier",
-                    "model_type": "adapter",
-                    "base_model": BASE_8B,
-                },
-            ).json()["data"]
-        admin.set_job_status(job["job_id"], "Complete", "Job is Complete")
+        # published before: the v2 record of the first adapter, imported and validated
+        earlier_url = raw_presign(local_s3.client, bucket, "fleet/run-0.zip")
+        with make_backend("v2", KEY, url) as backend:
+            handle = backend.import_adapter(
+                AdapterSpec(
+                    name=earlier.model_name,
+                    source_url=SecretStr(earlier_url),
+                    base_model=BASE_8B,
+                )
+            )
+            wait_for_import(backend, handle, JobOptions(poll_initial_s=0.1, max_wait_s=60))
 
         port = free_port()
         api = f"http://127.0.0.1:{port}/api"
@@ -255,8 +261,8 @@ def test_training_event_triggers_a_publish(stack) -> None:
     )
     assert run["parameters"]["source"] == payload["source"]
     assert run["parameters"]["evaluation"] == {"eval_set": None}  # typed: null stays null
-    jobs = _together_jobs(stack)
-    assert jobs["devuser/e2e-event-lora"] == "Complete"
+    models = _together_models(stack)
+    assert models["acme-research/e2e-event-lora"] == "REVISION_VALIDATION_STATUS_SUCCESS"
 
 
 def test_training_flow_completion_chains_a_publish(stack) -> None:
@@ -283,7 +289,8 @@ def test_training_flow_completion_chains_a_publish(stack) -> None:
         "the chained publish run",
     )
     assert run["parameters"]["source"] == str(output)
-    assert _together_jobs(stack)["devuser/e2e-chained-lora"] == "Complete"
+    models = _together_models(stack)
+    assert models["acme-research/e2e-chained-lora"] == "REVISION_VALIDATION_STATUS_SUCCESS"
 
 
 def test_scheduled_fleet_scan_publishes_only_new_adapters(stack) -> None:
@@ -303,15 +310,22 @@ def test_scheduled_fleet_scan_publishes_only_new_adapters(stack) -> None:
     actions = {e["model_name"]: e["action"] for e in table}
     assert sorted(actions.values()) == ["published", "published", "skipped"], table
     assert actions[stack["earlier"]] == "skipped"  # the one published before
-    jobs = _together_jobs(stack)
-    fleet = {name: status for name, status in jobs.items() if name.startswith("devuser/fleet-")}
-    assert len(fleet) == 3 and set(fleet.values()) == {"Complete"}
-    uploads = [r for r in stack["admin"].requests(method="POST", path="/v1/models")]
-    assert len([u for u in uploads if u["status"] == 200]) == len(jobs)  # nothing twice
+    models = _together_models(stack)
+    fleet = {n: status for n, status in models.items() if n.startswith("acme-research/fleet-")}
+    assert len(fleet) == 3 and set(fleet.values()) == {"REVISION_VALIDATION_STATUS_SUCCESS"}
+    uploads = [
+        r
+        for r in stack["admin"].requests(method="POST")
+        if r["path"].endswith("/models/uploads") and r["status"] == 200
+    ]
+    assert len(uploads) == len(models)  # nothing uploaded twice
 
 
-def _together_jobs(stack) -> dict[str, str]:
-    with httpx.Client(
-        base_url=stack["env"]["TOGETHER_BASE_URL"], headers={"Authorization": f"Bearer {KEY}"}
-    ) as http:
-        return {j["args"]["modelName"]: j["status"] for j in http.get("/v1/jobs").json()["data"]}
+def _together_models(stack) -> dict[str, str]:
+    """v2 model name → its newest revision's validation status."""
+    with TogetherV2Client(KEY, stack["env"]["TOGETHER_BASE_URL"]) as client:
+        return {
+            m.name: (revisions[0].validation_status or "") if revisions else "no revision"
+            for m in client.list_models()
+            for revisions in [client.list_revisions(m.id)]
+        }

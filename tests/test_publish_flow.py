@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from prefect_together_lora.errors import (
 from prefect_together_lora.flows import publish_adapter
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
-from tests.helpers import BASE_8B, put_file, read_artifacts
+from tests.helpers import BASE_8B, put_file, read_artifacts, secret_hits
 
 # v1 suites run as an account that still has serverless LoRA inference (legacy setting)
 pytestmark = pytest.mark.together_emulator(dedicated_only=False)
@@ -266,15 +265,6 @@ def test_artifacts_are_keyed_and_readable(
     assert len(smoke) == 2 and smoke[0]["output"]
 
 
-def _scan(path: Path, needles: list[str]) -> list[str]:
-    hits = []
-    for file in path.rglob("*"):
-        if file.is_file():
-            data = file.read_bytes()
-            hits += [f"{file}: {n}" for n in needles if n.encode() in data]
-    return hits
-
-
 def test_secrets_appear_nowhere(
     prefect_harness,
     prefect_home,
@@ -318,15 +308,7 @@ def test_secrets_appear_nowhere(
     signatures = [j["args"]["modelSource"].split("X-Amz-Signature=")[1] for j in jobs]
     assert len(signatures) == 2
     needles = [together_emulator.api_key, HF_TOKEN, *signatures]
-    assert not _scan(prefect_home, needles)
-    assert not _scan(prefect_harness.parent, needles)
-    assert not [n for n in needles if n in caplog.text]
-    with sqlite3.connect(prefect_harness) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for row in db.execute(f'SELECT * FROM "{table}"'):
-                text = " ".join(str(c) for c in row)
-                assert not [n for n in needles if n in text], table
+    assert not secret_hits(needles, prefect_home, prefect_harness, caplog.text)
 
 
 def test_unparseable_source_still_leaves_a_report(prefect_harness, together_emulator) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from prefect_together_lora.client import Call
 from prefect_together_lora.errors import (
     ConflictError,
     InvalidRequestError,
@@ -24,8 +25,7 @@ from prefect_together_lora.testing.adapters import write_adapter, zip_folder
 from prefect_together_lora.testing.emulator.catalog_v2 import BASES
 from prefect_together_lora.together.backend import AdapterSpec, ServingOptions
 from prefect_together_lora.together.v2_client import TogetherV2Client
-from prefect_together_lora.together.v2_schemas import TrafficEntry
-from tests.helpers import BASE_8B, put_file, raw_presign
+from tests.helpers import BASE_8B, put_file, raw_presign, user_deployment
 
 FAST = JobOptions(poll_initial_s=0.05, poll_max_s=0.2, max_wait_s=30)
 SERVE = ServingOptions(poll_initial_s=0.05, poll_max_s=0.2, ready_timeout_s=20)
@@ -166,32 +166,13 @@ def test_stale_etag_is_reread_once(together_emulator) -> None:
             client.set_traffic(endpoint.id, lambda split: split)
 
 
-def _base_deployment(client, backend, base: str, mode: str, name: str):
-    """A user's own endpoint + deployment of ``base`` with the profile of ``mode``."""
-    model = backend._catalog(base)[0]
-    profile = next(p for p in model.deployment_profiles if p.adapter_mode == mode)
-    endpoint = client.create_endpoint(name)
-    dep = client.create_deployment(
-        endpoint.id,
-        "main",
-        model=profile.model,
-        config=profile.config,
-        min_replicas=1,
-        max_replicas=1,
-    )
-    client.set_traffic(
-        endpoint.id, lambda split: [*split, TrafficEntry(deployment_id=dep.id, weight=100)]
-    )
-    return endpoint, dep
-
-
 def test_attach_checks_lora_capability_base_and_capacity(
     together_emulator, s3_bucket, tmp_path
 ) -> None:
     with together_emulator.backend() as backend, together_emulator.v2_client() as client:
         source = presigned(s3_bucket, tmp_path, "q0", base=QWEN_14B)
         first = imported(backend, "qwen-0", source, QWEN_14B)
-        plain, _ = _base_deployment(client, backend, BASE_8B, "ADAPTER_MODE_DISABLED", "plain")
+        plain, _ = user_deployment(client, backend, BASE_8B, "ADAPTER_MODE_DISABLED", "plain")
         handle8 = imported(backend, "llama", presigned(s3_bucket, tmp_path, "l"))
         with pytest.raises(ServingFailed, match="cannot host LoRA adapters") as refused:
             backend.serve(handle8, SERVE.model_copy(update={"mode": "attach", "endpoint": "plain"}))
@@ -201,7 +182,7 @@ def test_attach_checks_lora_capability_base_and_capacity(
         with pytest.raises(ServingFailed, match=r"attach' needs serving\.endpoint"):
             backend.serve(first, SERVE.model_copy(update={"mode": "attach"}))
         # a Qwen2.5-14B LoRA deployment holds 5 adapters
-        _base_deployment(client, backend, QWEN_14B, "ADAPTER_MODE_DYNAMIC", "shared")
+        user_deployment(client, backend, QWEN_14B, "ADAPTER_MODE_DYNAMIC", "shared")
         attach = SERVE.model_copy(update={"mode": "attach", "endpoint": "shared"})
         handles = [first] + [
             imported(
@@ -274,3 +255,29 @@ def test_merged_deploy_and_scale_to_zero(together_emulator, s3_bucket, tmp_path)
         assert again.deployment_id == report.deployment_id and again.state.endswith("READY")
         backend.teardown(handle, again.resources, "delete")
         assert backend.client.list_endpoints() == [] and backend.client.list_models() == []
+
+
+HF_TOKEN = "hf_" + "V" * 34
+
+
+@pytest.mark.local_hub(private={"acme/private-bot": HF_TOKEN})
+def test_private_hub_repo_needs_the_token_which_is_never_echoed(together_emulator, local_hub):
+    write_adapter(local_hub.repo("acme/private-bot"), BASE_8B)
+    url = "https://huggingface.co/acme/private-bot"
+    with together_emulator.backend() as backend:
+        denied = backend.import_adapter(spec("hub-denied", url))
+        with pytest.raises(JobFailed, match="private"):
+            wait_for_import(backend, denied, FAST)
+        handle = backend.import_adapter(
+            AdapterSpec(
+                name="hub-bot",
+                source_url=SecretStr(url),
+                base_model=BASE_8B,
+                hf_token=SecretStr(HF_TOKEN),
+            )
+        )
+        wait_for_import(backend, handle, FAST)
+        upload = backend.client.send(
+            Call("GET", f"/v2/projects/{handle.project_id}/models/uploads/{handle.job_id}")
+        )
+    assert HF_TOKEN not in upload.text and "token" not in upload.json()

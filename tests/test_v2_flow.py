@@ -11,13 +11,17 @@ from typing import Any
 
 import pytest
 
-from prefect_together_lora.errors import EvalBelowThreshold, ServingFailed
+from prefect_together_lora.errors import EvalBelowThreshold, JobFailed, ServingFailed
 from prefect_together_lora.flows import publish_adapter
-from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
+from prefect_together_lora.options import (
+    EvalOptions,
+    JobOptions,
+    SmokeOptions,
+    ValidationSettings,
+)
 from prefect_together_lora.testing.adapters import write_adapter, zip_folder
 from prefect_together_lora.together.backend import ServingOptions
-from prefect_together_lora.together.v2_schemas import TrafficEntry
-from tests.helpers import BASE_8B, put_file, read_artifacts
+from tests.helpers import BASE_8B, put_file, read_artifacts, secret_hits, user_deployment
 
 FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.2, max_wait_s=30)
 FAST_SMOKE = SmokeOptions(prompts=["Say hello."], retry_interval_s=0.05, ready_timeout_s=20)
@@ -135,21 +139,9 @@ def test_attach_to_a_users_deployment_and_delete_only_what_was_made(
     prefect_harness, together_emulator, s3_bucket, tmp_path
 ) -> None:
     with together_emulator.backend() as backend, together_emulator.v2_client() as client:
-        profile = next(
-            p
-            for p in backend._catalog(BASE_8B)[0].deployment_profiles
-            if p.adapter_mode == "ADAPTER_MODE_DYNAMIC"
+        endpoint, dep = user_deployment(
+            client, backend, BASE_8B, "ADAPTER_MODE_DYNAMIC", "team-llama", max_replicas=2
         )
-        endpoint = client.create_endpoint("team-llama")
-        dep = client.create_deployment(
-            endpoint.id,
-            "main",
-            model=profile.model,
-            config=profile.config,
-            min_replicas=1,
-            max_replicas=2,
-        )
-        client.set_traffic(endpoint.id, lambda s: [TrafficEntry(deployment_id=dep.id, weight=1)])
     state = run(
         together_emulator,
         stage(s3_bucket, tmp_path, "t"),
@@ -203,3 +195,42 @@ def test_scale_to_zero_after_success(
     with together_emulator.v2_client() as client:
         dep = client.get_deployment(result.serving.endpoint_id, result.serving.deployment_id)
     assert dep.state == "DEPLOYMENT_STATE_STOPPED"
+
+
+def test_togethers_validation_errors_are_findings_of_the_run(
+    prefect_harness, together_emulator, s3_bucket, tmp_path
+) -> None:
+    """Our limits allow rank 128 here; Together's (64) do not: its revision fails validation
+    and its errors appear among the run's findings."""
+    folder = write_adapter(tmp_path / "big", BASE_8B, rank=128)
+    archive = zip_folder(folder, tmp_path / "big.zip")
+    put_file(s3_bucket.client, s3_bucket.bucket, "big.zip", archive)
+    state = run(
+        together_emulator,
+        f"s3://{s3_bucket.bucket}/big.zip",
+        "big-bot",
+        validation=ValidationSettings(max_rank=256),
+    )
+    assert state.is_failed()
+    with pytest.raises(JobFailed, match="rank 128 exceeds maximum 64"):
+        state.result()
+    artifacts = read_artifacts(state)
+    findings = artifacts["together-lora-findings-acme-research-big-bot"].data
+    assert "TOGETHER_LORA_RANK" in findings
+    assert "Failed at `await_job`" in artifacts["together-lora-report-big-bot"].data
+
+
+def test_no_secret_anywhere_after_v2_runs(
+    prefect_harness, prefect_home, together_emulator, s3_bucket, tmp_path, caplog
+) -> None:
+    ok = run(together_emulator, stage(s3_bucket, tmp_path, "s1"), "secret-ok", teardown="delete")
+    assert ok.is_completed(), ok.message
+    together_emulator.admin.configure(adapter_load_fails=True)
+    failed = run(together_emulator, stage(s3_bucket, tmp_path, "s2"), "secret-failed")
+    assert failed.is_failed()
+    with together_emulator.v2_client() as client:  # the URLs Together was given
+        urls = [u.remote_url.get_secret_value() for u in client.list_uploads() if u.remote_url]
+    signatures = [u.split("X-Amz-Signature=")[1] for u in urls]
+    assert len(signatures) == 2
+    needles = [together_emulator.api_key, *signatures]
+    assert not secret_hits(needles, prefect_home, prefect_harness, caplog.text)
