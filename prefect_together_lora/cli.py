@@ -9,20 +9,62 @@ import os
 import sys
 from typing import Any
 
-EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE, EXIT_TOGETHER = 0, 1, 2, 3
+EXIT_CODES = """exit codes: 0 = valid / published; 1 = the adapter is invalid (or failed its
+evaluation gate); 2 = the source could not be read, or credentials, network or configuration
+are wrong (nothing was sent); 3 = Together refused or failed the import, serving or calls."""
 
 
-def _validate(argv: list[str]) -> int:
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code of a failure class."""
+    from prefect_together_lora import errors
+
+    if isinstance(error, (errors.AdapterInvalid, errors.EvalBelowThreshold)):
+        return EXIT_INVALID
+    if isinstance(
+        error,
+        (
+            errors.TogetherConnectionError,
+            errors.AuthenticationError,
+            errors.SourceError,
+            errors.PresignError,
+        ),
+    ):
+        return EXIT_UNREADABLE
+    if isinstance(
+        error,
+        (
+            errors.TogetherError,
+            errors.JobFailed,
+            errors.JobTimedOut,
+            errors.ServingFailed,
+            errors.SmokeTestFailed,
+        ),
+    ):
+        return EXIT_TOGETHER
+    return EXIT_UNREADABLE  # configuration, AWS/Hub access, anything that stopped us early
+
+
+def error_json(error: BaseException) -> dict[str, str]:
+    from prefect_together_lora.redaction import redact
+
+    return {"type": type(error).__name__, "message": redact(str(error))}
+
+
+def validate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="together-lora validate",
         description="Validate a LoRA adapter for Together, reading only metadata. Exit 0 = "
         "valid (warnings allowed), 1 = invalid, 2 = the source could not be read.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument(
         "source",
         help="local folder/archive, s3://..., hf://org/repo[@rev], a Hub URL or a presigned URL",
     )
-    parser.add_argument("--base-model", required=True, help="Together base model id")
+    parser.add_argument(
+        "--base-model", required=True, help="base model the adapter was trained for"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--max-rank", type=int, default=None, help="maximum LoRA rank (64)")
     parser.add_argument(
@@ -38,7 +80,11 @@ def _validate(argv: list[str]) -> int:
         action="store_true",
         help="use --catalog instead of the built-in catalog, not on top of it",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _validate(argv: list[str]) -> int:
+    args = validate_parser().parse_args(argv)
 
     from prefect_together_lora.validation.catalog import load_catalog
     from prefect_together_lora.validation.rules import ValidationOptions
@@ -50,13 +96,34 @@ def _validate(argv: list[str]) -> int:
         print(f"together-lora: cannot load catalog {args.catalog}: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     hf_token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    report = validate_source(
-        args.source,
-        args.base_model,
-        catalog=catalog,
-        options=ValidationOptions(max_rank=args.max_rank, check_data=args.check_data),
-        hf_token=hf_token,
-    )
+    try:
+        report = validate_source(
+            args.source,
+            args.base_model,
+            catalog=catalog,
+            options=ValidationOptions(max_rank=args.max_rank, check_data=args.check_data),
+            hf_token=hf_token,
+        )
+    except Exception as exc:  # credentials, network, a source that cannot be read
+        error = error_json(exc)
+        print(f"together-lora: cannot read {args.source}: {error['message']}", file=sys.stderr)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "valid": False,
+                        "source": args.source,
+                        "base_model": args.base_model,
+                        "findings": [],
+                        "adapter": None,
+                        "bytes_read": 0,
+                        "requests": 0,
+                        "fingerprint": None,
+                        "error": error,
+                    }
+                )
+            )
+        return EXIT_UNREADABLE
     code = EXIT_UNREADABLE if unreadable(report) else (EXIT_VALID if report.valid else EXIT_INVALID)
     if code == EXIT_UNREADABLE:
         for finding in report.errors:
@@ -114,11 +181,13 @@ def human_report(report: Any) -> str:
     return "\n".join(lines)
 
 
-def _publish(argv: list[str]) -> int:
+def publish_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="together-lora publish",
-        description="Run the publish_adapter flow: validate, upload, wait, smoke-test, "
-        "evaluate. Credentials: TOGETHER_API_KEY (and TOGETHER_BASE_URL), AWS credentials.",
+        description="Run the publish_adapter flow: validate, import, serve, smoke-test, "
+        "evaluate, tear down. Credentials: TOGETHER_API_KEY (TOGETHER_BASE_URL, "
+        "TOGETHER_PROJECT_ID optional), AWS credentials for S3 sources.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("source", help="local folder/archive, s3://..., hf://org/repo[@rev], URL")
     parser.add_argument("--base-model", required=True, help="base model (name, or v2 ml_ id)")
@@ -149,21 +218,44 @@ def _publish(argv: list[str]) -> int:
         "it is always deleted)",
     )
     parser.add_argument("--eval", default=None, help="JSONL eval set (path, s3://, hf://)")
-    parser.add_argument("--min-score", type=float, default=None)
-    parser.add_argument("--min-improvement", type=float, default=None)
+    parser.add_argument(
+        "--min-score", type=float, default=None, help="gate: adapter mean score at least this"
+    )
+    parser.add_argument(
+        "--min-improvement",
+        type=float,
+        default=None,
+        help="gate: adapter mean minus base mean at least this",
+    )
     parser.add_argument(
         "--staging-uri",
         default=None,
         help="s3://bucket/prefix for local adapters (default: TOGETHER_LORA_STAGING_URI)",
     )
-    parser.add_argument("--name-suffix", choices=["none", "auto"], default="none")
-    parser.add_argument("--description", default=None)
-    parser.add_argument("--no-smoke", action="store_true")
+    parser.add_argument(
+        "--name-suffix",
+        choices=["none", "auto"],
+        default="none",
+        help="auto: append a short content hash to --name (one name per adapter content)",
+    )
+    parser.add_argument("--description", default=None, help="description stored on Together")
+    parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
     parser.add_argument(
         "--max-wait", type=float, default=3600.0, help="seconds to wait for the upload job"
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: the result, or the error and what exists on Together",
+    )
+    return parser
+
+
+def _publish(argv: list[str]) -> int:
+    args = publish_parser().parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        # the embedded server starts with this command: give it the time a loaded machine needs
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
     from prefect_together_lora.flows import publish_adapter
     from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
@@ -197,7 +289,7 @@ def _publish(argv: list[str]) -> int:
     if state.is_completed():
         result = state.result()
         if args.json:
-            print(result.model_dump_json())
+            print(json.dumps({"exit_code": EXIT_VALID, **result.model_dump(mode="json")}))
         else:
             call = (
                 f"; call '{result.inference_model}' at {result.serving.inference_url}"
@@ -207,12 +299,27 @@ def _publish(argv: list[str]) -> int:
             print(f"{result.verdict}: {result.model_name} ({result.api} {result.job_id}){call}")
             for r in result.billing:
                 print(f"  billing: {r.kind} {r.name} ({r.id})")
-        return 0
-    message = state.message or "failed"
+        return EXIT_VALID
+    error = state.result(raise_on_failure=False)
+    if not isinstance(error, BaseException):
+        error = RuntimeError(state.message or "the publish flow failed")
+    code = exit_code_for(error)
+    partial = getattr(error, "publish_result", None)
     if args.json:
-        print(json.dumps({"verdict": "failed", "error": message}))
-    print(f"together-lora: publish failed: {message}", file=sys.stderr)
-    return 1
+        body: dict[str, Any] = {"verdict": "failed", "exit_code": code, "error": error_json(error)}
+        if partial is not None:
+            body.update(partial.model_dump(mode="json"))
+            body["error"] = error_json(error)
+        print(json.dumps(body))
+    print(f"together-lora: publish failed: {error_json(error)['message']}", file=sys.stderr)
+    if partial is not None and partial.model_name:
+        live = ", ".join(f"{r.kind} {r.name or r.id}" for r in partial.billing) or "nothing"
+        print(
+            f"together-lora: on Together: model {partial.model_name} "
+            f"({partial.model_id or partial.job_id}); billing: {live}",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _emulator(argv: list[str]) -> int:
@@ -221,20 +328,43 @@ def _emulator(argv: list[str]) -> int:
     return serve(argv)
 
 
-COMMANDS = {"validate": _validate, "publish": _publish, "emulator": _emulator}
-USAGE = """usage: together-lora <command> [options]
+def _local_s3(argv: list[str]) -> int:
+    from prefect_together_lora.testing.s3 import main as serve
+
+    return serve(argv)
+
+
+COMMANDS = {
+    "validate": _validate,
+    "publish": _publish,
+    "emulator": _emulator,
+    "local-s3": _local_s3,
+}
+USAGE = (
+    """usage: together-lora <command> [options]
 
 commands:
   validate   check an adapter for Together, reading only metadata (exit 0/1/2)
   publish    run the publish_adapter flow (validate, upload, wait, smoke, evaluate)
-  emulator   serve a local Together API emulator (for offline tests)
+  emulator   serve a local Together API emulator (v1, v2, inference; for offline tests)
+  local-s3   serve a local S3 (moto) with real presigned-URL rules (for offline tests)
+
+options: -h/--help, -V/--version; `together-lora <command> --help` for each command.
 """
+    + EXIT_CODES
+    + "\n"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(USAGE)
+        return 0
+    if args and args[0] in ("-V", "--version"):
+        from prefect_together_lora._version import __version__
+
+        print(f"together-lora {__version__}")
         return 0
     if not args or args[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)

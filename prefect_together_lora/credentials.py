@@ -169,11 +169,14 @@ class TogetherCredentials(CredentialsBlock):
             **{**self._client_kwargs(retry), **({"base_url": host} if host else {})}
         )
 
-    def get_backend(self, api: ApiVersion = "v2", retry: RetryPolicy | None = None) -> Backend:
-        """The backend of ``api`` (v2: project-scoped API; v1: legacy upload API)."""
+    def get_backend(
+        self, api: ApiVersion = "v2", retry: RetryPolicy | None = None, **timeouts: float
+    ) -> Backend:
+        """The backend of ``api`` (v2: project-scoped API; v1: legacy upload API);
+        ``timeouts`` (``timeout_s``, ``connect_timeout_s``) override the block's."""
         from prefect_together_lora.together import make_backend
 
-        kwargs = self._client_kwargs(retry)
+        kwargs = {**self._client_kwargs(retry), **timeouts}
         return make_backend(
             api,
             kwargs.pop("api_key"),

@@ -21,7 +21,10 @@ DEFAULT_FLEET_CRON = "0 * * * *"
 def training_event_trigger() -> DeploymentEventTrigger:
     """Run publish_adapter when training announces itself with ``emit_training_completed``
     (or ``prefect event emit together.lora.training.completed``). Single-expression templates
-    keep their JSON type (Prefect >= 3.6.24), so a null eval_set stays null."""
+    keep their JSON type (Prefect >= 3.6.24), so a null eval_set stays null; optional keys are
+    read with ``.get`` so a payload may omit them (a missing key would make the template fail
+    and the event create no run). The flow merges ``evaluation`` field by field over the
+    deployment's own, so a gate set on the deployment survives."""
     return DeploymentEventTrigger(
         name="publish-on-training-completed",
         description="A training job finished and announced its adapter.",
@@ -31,8 +34,8 @@ def training_event_trigger() -> DeploymentEventTrigger:
             "source": "{{ event.payload.source }}",
             "base_model": "{{ event.payload.base_model }}",
             "model_name": "{{ event.payload.model_name }}",
-            "description": "{{ event.payload.description }}",
-            "evaluation": {"eval_set": "{{ event.payload.eval_set }}"},
+            "description": "{{ event.payload.get('description') }}",
+            "evaluation": {"eval_set": "{{ event.payload.get('eval_set') }}"},
         },
     )
 

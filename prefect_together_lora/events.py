@@ -54,6 +54,26 @@ def training_completed_payload(
     }
 
 
+class NoPrefectServer(RuntimeError):
+    """The event would go to a throwaway server that dies with this process: nobody sees it."""
+
+
+def require_persistent_server() -> None:
+    """Refuse, at once and clearly, to emit where no trigger can ever see the event: without
+    ``PREFECT_API_URL`` Prefect would start an embedded server for this process alone (~20 s),
+    deliver the event to it, and stop it — no publish run would ever start."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise NoPrefectServer(
+            "PREFECT_API_URL is not set, so this event would go to a temporary server that "
+            "exits with this process and no publish would run. Point the training job at the "
+            "Prefect server the publish-adapter deployment runs on: "
+            "export PREFECT_API_URL=http://<host>:4200/api (or a Prefect Cloud workspace URL "
+            "with PREFECT_API_KEY)."
+        )
+
+
 def emit_training_completed(
     source: str,
     base_model: str,
@@ -63,7 +83,8 @@ def emit_training_completed(
     **labels: str,
 ) -> Any:
     """Announce a finished training run; the ``publish-adapter`` deployment's trigger runs the
-    publish flow with these values. The same from a shell (non-Python training jobs)::
+    publish flow with these values. Raises :class:`NoPrefectServer` when ``PREFECT_API_URL``
+    is not set (the event would reach no trigger). The same from a shell (non-Python jobs)::
 
         prefect event emit together.lora.training.completed \\
             --resource-id together.lora.training.<model-name> \\
@@ -72,6 +93,7 @@ def emit_training_completed(
     """
     from prefect.events import emit_event
 
+    require_persistent_server()
     return emit_event(
         TRAINING_COMPLETED,
         resource={

@@ -7,11 +7,11 @@ import contextvars
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from prefect_together_lora import events
 from prefect_together_lora.credentials import TogetherCredentials
@@ -22,7 +22,7 @@ from prefect_together_lora.errors import (
     ServingFailed,
 )
 from prefect_together_lora.evaluation.dataset import load_eval_set
-from prefect_together_lora.evaluation.runner import gate_failure_message, table_rows
+from prefect_together_lora.evaluation.runner import describe_gate, gate_failure_message, table_rows
 from prefect_together_lora.fleet import Candidate, FleetEntry, discover
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
 from prefect_together_lora.publish_result import PublishResult, Step, render_report
@@ -41,6 +41,7 @@ from prefect_together_lora.sources.resolve import ResolvedSource
 from prefect_together_lora.tasks import (
     await_job,
     evaluate,
+    preflight,
     presign,
     serve,
     smoke_infer,
@@ -57,6 +58,8 @@ from prefect_together_lora.together.backend import (
     ServingReport,
     TeardownMode,
 )
+
+_Options = TypeVar("_Options", bound=BaseModel)
 
 
 def _hf_token(secret_block: str | None) -> SecretStr | None:
@@ -81,6 +84,87 @@ def _model_link(credentials: TogetherCredentials, model_name: str) -> str:
     if "together.xyz" in credentials.base_url or "together.ai" in credentials.base_url:
         return f"https://api.together.ai/models/{model_name}"
     return f"{credentials.base_url}/v1/models"
+
+
+DUPLICATE_WINDOW_S = 1800.0
+
+
+def earlier_triggered_run(source: str, model_name: str) -> str | None:
+    """The id of an earlier publish run that a trigger started for the same adapter (same
+    source and model name, within 30 min), when this run was started by a trigger too.
+
+    One training run can fire both triggers (its announcement event and its completion); the
+    later run defers to the earlier one, so one training run gives one publish. Runs started
+    by hand, a schedule or the UI never defer, and neither does a run after a failed one."""
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id or not flow_run.id:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    with get_client(sync_client=True) as client:
+        me = client.read_flow_run(flow_run.id)
+        if me.created_by is None or me.created_by.type != "AUTOMATION" or me.created is None:
+            return None
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])
+            ),
+            limit=200,
+        )
+    wanted = (_same_place(source), model_name)
+    for run in runs:
+        if run.id == me.id or run.created is None or run.created_by is None:
+            continue
+        earlier = (run.created, str(run.id)) < (me.created, str(me.id))
+        recent = (me.created - run.created).total_seconds() <= DUPLICATE_WINDOW_S
+        failed = run.state_type is not None and run.state_type.value in (
+            "FAILED",
+            "CRASHED",
+            "CANCELLED",
+        )
+        same = (
+            _same_place(str(run.parameters.get("source", ""))),
+            run.parameters.get("model_name"),
+        ) == wanted
+        if earlier and recent and same and not failed and run.created_by.type == "AUTOMATION":
+            return str(run.id)
+    return None
+
+
+def _same_place(source: str) -> str:
+    """A source in a comparable form (a local path without a trailing slash)."""
+    return source.rstrip("/") or source
+
+
+def _deployment_parameters() -> dict[str, Any]:
+    """The parameters stored on this run's deployment (not the run's own: Prefect's
+    ``prefect.runtime.deployment.parameters`` answers the latter); {} outside a deployment."""
+    from prefect.runtime import deployment
+
+    if not deployment.id:
+        return {}
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return dict(client.read_deployment(deployment.id).parameters or {})
+
+
+def with_deployment_option(stored: dict[str, Any], name: str, value: _Options) -> _Options:
+    """An option set on the deployment survives a run's partial override, field by field.
+
+    Prefect replaces a parameter whole: a trigger passing ``evaluation={"eval_set": ...}`` would
+    drop a gate (``min_score``) set on the deployment in the UI or ``prefect.yaml``. Here the
+    option is the deployment's value updated with only the fields this run set (a null from a
+    missing event key is "not set"). ``stored`` is the deployment's parameters ({} outside
+    a deployment, where the value is returned unchanged)."""
+    base = stored.get(name)
+    if not isinstance(base, dict):
+        return value
+    set_here = value.model_dump(exclude_unset=True)
+    fields = {**base, **{k: v for k, v in set_here.items() if v is not None}}
+    return type(value).model_validate(fields)
 
 
 @contextmanager
@@ -150,12 +234,33 @@ def publish_adapter(
     logger = get_run_logger()
     creds = credentials or TogetherCredentials.from_env()
     hf_token = _hf_token(hf_token_secret)
+    stored = _deployment_parameters()
+    serving = with_deployment_option(stored, "serving", serving)
+    validation = with_deployment_option(stored, "validation", validation)
+    job = with_deployment_option(stored, "job", job)
+    smoke = with_deployment_option(stored, "smoke", smoke)
+    evaluation = with_deployment_option(stored, "evaluation", evaluation)
     result = PublishResult(
         source=strip_query(source),
         base_model=base_model,
         api=api,
+        gate=describe_gate(evaluation),
         report_key=artifact_key("report", model_name),
     )
+    logger.info("Gate: %s", result.gate)
+    duplicate_of = earlier_triggered_run(source, model_name)
+    if duplicate_of is not None:
+        # both triggers fired for one training run (its event and its completion)
+        logger.info(
+            "Run %s already publishes %s from %s: nothing to do.",
+            duplicate_of,
+            model_name,
+            result.source,
+        )
+        result.verdict = "duplicate"
+        result.error = f"duplicate of publish run {duplicate_of} (same adapter, both triggers)"
+        _write_report(result, creds)
+        return result
     handle: AdapterHandle | None = None
     try:
         with _step(result, "parse"):
@@ -167,6 +272,8 @@ def publish_adapter(
                     "signature included. Pass s3://bucket/key instead and the flow signs a fresh "
                     "URL itself."
                 )
+        with _step(result, "preflight"):
+            preflight(creds, api)
         if parsed.needs_staging:
             with _step(result, "stage"):
                 parsed = stage(parsed, staging_uri, aws_credentials_block)
@@ -255,6 +362,8 @@ def publish_adapter(
         result.error = redact(str(exc))
         if handle is not None and result.failed_step != "teardown":
             _clean_up_after_failure(handle, result, creds)
+        # callers in this process (the CLI) read what exists on Together from the failure
+        exc.publish_result = result  # type: ignore[attr-defined]
         raise
     finally:
         _write_report(result, creds)

@@ -19,9 +19,12 @@ from prefect_together_lora.together.backend import (
     ServingReport,
 )
 
-Verdict = Literal["pending", "published", "published-gate-warning", "validated", "failed"]
+Verdict = Literal[
+    "pending", "published", "published-gate-warning", "validated", "duplicate", "failed"
+]
 Step = Literal[
     "parse",
+    "preflight",
     "stage",
     "presign",
     "validate",
@@ -61,6 +64,7 @@ class PublishResult(BaseModel):
         default_factory=list, description="What this run made on Together, and its final state."
     )
     teardown: str | None = Field(default=None, description="The teardown applied, if any.")
+    gate: str = Field(default="no gate", description="The evaluation gate this run applied.")
     smoke: SmokeReport | None = None
     evaluation: EvalReport | None = None
     verdict: Verdict = "pending"
@@ -75,15 +79,19 @@ class PublishResult(BaseModel):
 
 
 def render_report(result: PublishResult) -> str:
-    icon = {"published": "✅", "published-gate-warning": "⚠️", "validated": "✅"}.get(
-        result.verdict, "❌"
-    )
+    icon = {
+        "published": "✅",
+        "published-gate-warning": "⚠️",
+        "validated": "✅",
+        "duplicate": "↩️",
+    }.get(result.verdict, "❌")
     lines = [f"# {icon} LoRA adapter publish: {result.verdict}", ""]
     facts = [
         ("Source", result.source),
         ("Fingerprint", result.fingerprint or "-"),
         ("Base model", result.base_model),
         ("Together API", result.api),
+        ("Gate", result.gate),
         ("Model on Together", f"`{result.model_name}`" if result.model_name else "-"),
         ("Model id / revision", f"{result.model_id or '-'} / {result.revision_id or '-'}"),
         ("Import (job / upload)", result.job_id or "-"),

@@ -47,7 +47,7 @@ from prefect_together_lora.reporting import (
     table_artifact,
     update_progress,
 )
-from prefect_together_lora.retry import RETRYABLE_STATUS
+from prefect_together_lora.retry import RETRYABLE_STATUS, RetryPolicy
 from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.smoke import SmokeReport, run_smoke
 from prefect_together_lora.sources import AdapterSource
@@ -211,6 +211,17 @@ def validate(
     if not report.valid:
         raise AdapterInvalid(report.findings, report.source)
     return report
+
+
+@task(name="preflight", cache_policy=NO_CACHE, persist_result=False)
+def preflight(credentials: TogetherCredentials, api: ApiVersion = "v2") -> str:
+    """One cheap authenticated call before anything is staged: a wrong base URL, key or
+    project fails here in seconds (a refused connection is not retried for minutes)."""
+    quick = RetryPolicy(max_attempts=2, initial_delay_s=0.2, max_delay_s=0.5)
+    with credentials.get_backend(api, quick, connect_timeout_s=3.0, timeout_s=15.0) as backend:
+        who = backend.preflight()
+    _logger().info("Together: %s", who)
+    return who
 
 
 @task(

@@ -158,3 +158,89 @@ def test_publish_command(
         ]
     )
     assert bad == 1 and "BASE_MODEL_UNSUPPORTED" in capsys.readouterr().err
+
+
+def test_version_and_help_on_every_option(capsys) -> None:
+    from prefect_together_lora import __version__
+    from prefect_together_lora.cli import publish_parser, validate_parser
+
+    assert main(["--version"]) == 0 and __version__ in capsys.readouterr().out
+    for parser in (validate_parser(), publish_parser()):
+        assert [a.dest for a in parser._actions if not a.help] == []
+        assert "exit codes" in (parser.epilog or "")
+
+
+def test_validate_unreachable_s3_is_exit_2_with_one_json_object(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    code = main(["validate", "s3://bucket/adapter.zip", "--base-model", BASE_8B, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    report = json.loads(out)  # exactly one object, even on errors
+    assert report["valid"] is False and err.startswith("together-lora:")
+    assert "Traceback" not in err
+
+
+@pytest.mark.together_emulator(job_seconds=0.2)
+def test_publish_fails_fast_on_a_wrong_url_before_staging(
+    prefect_harness, s3_bucket, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "k")
+    monkeypatch.setenv("TOGETHER_BASE_URL", "http://127.0.0.1:9")  # a wrong URL
+    folder = write_adapter(tmp_path / "a", BASE_8B)
+    code = main(
+        [
+            "publish",
+            str(folder),
+            "--base-model",
+            BASE_8B,
+            "--name",
+            "wrong-url",
+            "--staging-uri",
+            f"s3://{s3_bucket.bucket}/stage",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(out)
+    assert code == 2 and result["exit_code"] == 2, result
+    assert result["failed_step"] == "preflight"
+    assert result["error"]["type"] == "TogetherConnectionError"
+    staged = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.bucket).get("KeyCount", 0)
+    assert staged == 0  # nothing was staged
+
+
+@pytest.mark.together_emulator(job_seconds=0.2)
+def test_publish_gate_failure_says_what_exists_on_together(
+    prefect_harness, together_emulator, s3_bucket, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", together_emulator.api_key)
+    monkeypatch.setenv("TOGETHER_BASE_URL", together_emulator.base_url)
+    eval_set = tmp_path / "e.jsonl"
+    eval_set.write_text(json.dumps({"id": "1", "prompt": "hi", "expected": "zzz"}) + "\n")
+    folder = write_adapter(tmp_path / "a", BASE_8B)
+    code = main(
+        [
+            "publish",
+            str(folder),
+            "--base-model",
+            BASE_8B,
+            "--name",
+            "gated-cli",
+            "--staging-uri",
+            f"s3://{s3_bucket.bucket}/stage",
+            "--eval",
+            str(eval_set),
+            "--min-score",
+            "0.99",
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert code == 1 and result["exit_code"] == 1 and result["failed_step"] == "evaluate"
+    assert result["model_name"] == "acme-research/gated-cli" and result["model_id"]
+    assert {r["kind"]: r["state"] for r in result["resources"]}["deployment"] == "deleted"
+    assert "on Together: model acme-research/gated-cli" in captured.err

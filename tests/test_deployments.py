@@ -29,7 +29,7 @@ def test_publish_deployment_triggers() -> None:
     assert deployment.name == PUBLISH_DEPLOYMENT
     event, chained = deployment.triggers
     assert event.expect == {TRAINING_COMPLETED}
-    assert event.parameters["evaluation"] == {"eval_set": "{{ event.payload.eval_set }}"}
+    assert event.parameters["evaluation"] == {"eval_set": "{{ event.payload.get('eval_set') }}"}
     assert chained.expect == {"prefect.flow-run.Completed"}
     assert dict(chained.match_related.root) == {
         "prefect.resource.role": "flow",
@@ -126,3 +126,39 @@ def test_training_payload_always_has_every_key() -> None:
         "eval_set": None,
         "description": None,
     }
+
+
+def test_emit_refuses_without_a_persistent_server(tmp_path) -> None:
+    """Without PREFECT_API_URL the event would go to a throwaway server and start no run:
+    the helper refuses with the fix instead of 'succeeding'."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path)
+    code = (
+        "from prefect_together_lora.events import emit_training_completed; "
+        "emit_training_completed('s3://b/a.zip', 'base', 'name')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "NoPrefectServer" in result.stderr and "PREFECT_API_URL is not set" in result.stderr
+    assert "Starting temporary server" not in result.stderr
+
+
+def test_deployment_options_are_merged_field_by_field() -> None:
+    from prefect_together_lora.flows import with_deployment_option
+    from prefect_together_lora.options import EvalOptions
+
+    stored = {"evaluation": {"min_score": 0.99, "on_fail": "fail", "eval_set": "old.jsonl"}}
+    # what a trigger passes: only eval_set (and a null for a missing optional key)
+    run_value = EvalOptions.model_validate({"eval_set": "new.jsonl", "judge_model": None})
+    merged = with_deployment_option(stored, "evaluation", run_value)
+    assert merged.min_score == 0.99 and merged.eval_set == "new.jsonl"
+    # a field the run sets explicitly wins; outside a deployment nothing changes
+    explicit = EvalOptions.model_validate({"min_score": 0.5})
+    assert with_deployment_option(stored, "evaluation", explicit).min_score == 0.5
+    assert with_deployment_option({}, "evaluation", run_value) is run_value

@@ -266,10 +266,13 @@ def test_training_event_triggers_a_publish(stack) -> None:
 
 
 def test_training_flow_completion_chains_a_publish(stack) -> None:
+    """One training run that fires both triggers (its announcement event and its completion)
+    gives one publish: the later triggered run defers to the earlier one."""
     output = stack["work"] / "trained"
     code = (
         "from flows.train_and_publish import train_lora_flow; "
-        f"train_lora_flow(output_dir={str(output)!r}, model_name='e2e-chained-lora')"
+        f"train_lora_flow(output_dir={str(output)!r}, model_name='e2e-chained-lora', "
+        "announce=True)"
     )
     subprocess.run(
         [sys.executable, "-c", code],
@@ -279,16 +282,24 @@ def test_training_flow_completion_chains_a_publish(stack) -> None:
         capture_output=True,
         timeout=300,
     )
-    run = wait_until(
-        lambda: completed(
-            stack["api"],
-            "publish-adapter",
-            lambda r: r["parameters"].get("model_name") == "e2e-chained-lora",
-        ),
-        240,
-        "the chained publish run",
+
+    def both_finished() -> list[dict[str, Any]] | None:
+        runs = [
+            r
+            for r in flow_runs(stack["api"], "publish-adapter")
+            if r["parameters"].get("model_name") == "e2e-chained-lora"
+            and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")
+        ]
+        return runs if len(runs) == 2 else None
+
+    runs = wait_until(both_finished, 240, "both triggered publish runs")
+    assert {r["state_type"] for r in runs} == {"COMPLETED"}, [r["state"] for r in runs]
+    verdicts = sorted(
+        "duplicate" if "LoRA adapter publish: duplicate" in _report(stack["api"], r) else "work"
+        for r in runs
     )
-    assert run["parameters"]["source"] == str(output)
+    assert verdicts == ["duplicate", "work"]
+    assert {r["parameters"]["source"].rstrip("/") for r in runs} == {str(output)}
     models = _together_models(stack)
     assert models["acme-research/e2e-chained-lora"] == "REVISION_VALIDATION_STATUS_SUCCESS"
 
@@ -329,3 +340,104 @@ def _together_models(stack) -> dict[str, str]:
             for m in client.list_models()
             for revisions in [client.list_revisions(m.id)]
         }
+
+
+def _emit(stack, model_name: str, payload: dict[str, Any]) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "event",
+            "emit",
+            "together.lora.training.completed",
+            "--resource-id",
+            f"together.lora.training.{model_name}",
+            "--payload",
+            json.dumps(payload),
+        ],
+        env=stack["env"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def finished(api: str, deployment: str, model_name: str) -> dict[str, Any] | None:
+    for run in flow_runs(api, deployment):
+        terminal = run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+        if terminal and run["parameters"].get("model_name") == model_name:
+            return run
+    return None
+
+
+def _report(api: str, run: dict[str, Any]) -> str:
+    artifacts = _post(
+        api, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    return next(
+        a["data"] for a in artifacts if (a.get("key") or "").startswith("together-lora-report-")
+    )
+
+
+def test_deployment_gate_survives_a_trigger_and_optional_keys_may_be_omitted(stack) -> None:
+    """A gate set on the deployment (as in the UI) is applied when the event trigger passes
+    only ``evaluation.eval_set``; an event without the optional keys still creates a run."""
+    api = stack["api"]
+    deployment = next(
+        d for d in _post(api, "/deployments/filter", {}) if d["name"] == "publish-adapter"
+    )
+    original = deployment["parameters"]
+    gated = {**original, "evaluation": {"min_score": 0.99, "default_metric": "exact_match"}}
+    httpx.patch(
+        f"{api}/deployments/{deployment['id']}", json={"parameters": gated}
+    ).raise_for_status()
+    eval_path = stack["work"] / "gate.jsonl"
+    eval_path.write_text(json.dumps({"id": "g1", "prompt": "Hi?", "expected": "zzz-never"}) + "\n")
+    try:
+        for name in ("e2e-gated-lora", "e2e-minimal-lora"):
+            folder = write_adapter(stack["work"] / name, BASE_8B, seed=len(name))
+            put_file(
+                stack["s3"],
+                stack["bucket"],
+                f"{name}.zip",
+                zip_folder(folder, stack["work"] / f"{name}.zip"),
+            )
+        source = f"s3://{stack['bucket']}/e2e-gated-lora.zip"
+        _emit(
+            stack,
+            "e2e-gated-lora",
+            {
+                "source": source,
+                "base_model": BASE_8B,
+                "model_name": "e2e-gated-lora",
+                "eval_set": str(eval_path),
+            },
+        )
+        # only the required keys: no description, no eval_set
+        _emit(
+            stack,
+            "e2e-minimal-lora",
+            {
+                "source": f"s3://{stack['bucket']}/e2e-minimal-lora.zip",
+                "base_model": BASE_8B,
+                "model_name": "e2e-minimal-lora",
+            },
+        )
+        gated_run = wait_until(
+            lambda: finished(api, "publish-adapter", "e2e-gated-lora"), 240, "the gated run"
+        )
+        assert gated_run["state_type"] == "FAILED", gated_run["state"]
+        assert gated_run["parameters"]["evaluation"]["eval_set"] == str(eval_path)
+        report = _report(api, gated_run)
+        assert "adapter mean score >= 0.99" in report and "Failed at `evaluate`" in report
+        assert "Nothing this run created is billing" in report
+        minimal = wait_until(
+            lambda: finished(api, "publish-adapter", "e2e-minimal-lora"), 240, "the minimal run"
+        )
+        assert minimal["state_type"] == "COMPLETED", minimal["state"]
+        assert "but no eval set, so it is not evaluated" in _report(api, minimal)
+    finally:
+        httpx.patch(
+            f"{api}/deployments/{deployment['id']}", json={"parameters": original}
+        ).raise_for_status()

@@ -366,6 +366,24 @@ def gate(report: EvalReport, options: EvalOptions) -> list[Criterion]:
     return criteria
 
 
+def describe_gate(options: EvalOptions) -> str:
+    """The gate these options apply, in words (every report states it, or "no gate")."""
+    parts = []
+    if options.min_score is not None:
+        parts.append(f"adapter mean score >= {options.min_score}")
+    if options.min_delta_over_base is not None:
+        which = "95% CI lower bound of " if options.gate_on_interval else ""
+        parts.append(f"{which}adapter - base >= {options.min_delta_over_base} (base answered)")
+    if options.max_error_rate is not None:
+        parts.append(f"error rate (adapter or base) <= {options.max_error_rate}")
+    if options.max_p95_latency_s is not None:
+        parts.append(f"p95 latency <= {options.max_p95_latency_s}s")
+    if not parts:
+        return "no gate"
+    gate = "; ".join(parts) + f" (on fail: {options.on_fail})"
+    return gate if options.eval_set else f"{gate} — but no eval set, so it is not evaluated"
+
+
 def gate_failure_message(report: EvalReport) -> str:
     failed = [c for c in report.criteria if not c.passed]
     return "Evaluation gate failed: " + "; ".join(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,3 +122,31 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``together-lora local-s3``: serve a local S3 until interrupted (moto needs the ``dev``
+    extra: ``pip install 'prefect-together-lora[dev]'``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="together-lora local-s3",
+        description="Serve a local S3 (moto) with real S3's presigned-URL rules (HEAD on a GET "
+        "URL and expired URLs answer 403). State lives in memory.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=9000, help="port to listen on")
+    parser.add_argument(
+        "--bucket", action="append", default=[], help="bucket to create at start (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    with run_s3_server(args.host, args.port) as endpoint:
+        client = s3_client(endpoint)
+        for bucket in args.bucket:
+            client.create_bucket(Bucket=bucket)
+        print(f"Local S3 on {endpoint}; point boto3 at it with:", flush=True)
+        for key, value in s3_env(endpoint).items():
+            print(f"  export {key}={value}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0

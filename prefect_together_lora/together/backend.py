@@ -213,6 +213,11 @@ class Backend(abc.ABC):
     api: ApiVersion
 
     @abc.abstractmethod
+    def preflight(self) -> str:
+        """One cheap authenticated call, so a wrong URL, key or project fails in seconds,
+        before anything is staged or uploaded; returns who we are, in words."""
+
+    @abc.abstractmethod
     def resolve_base_model(self, base_model: str) -> str:
         """The id the API needs for ``base_model`` (v1: the name; v2: the ``ml_`` weights id);
         raises ``ValueError`` naming the supported choices when it is not supported."""

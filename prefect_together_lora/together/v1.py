@@ -66,6 +66,10 @@ class V1Backend(Backend):
     def inference_url(self) -> str:
         return self.client.base_url
 
+    def preflight(self) -> str:
+        models = self.client.list_models()
+        return f"v1 account at {self.client.base_url} ({len(models)} models listed)"
+
     def resolve_base_model(self, base_model: str) -> str:
         if not base_model.strip():
             raise ValueError("base_model is empty")

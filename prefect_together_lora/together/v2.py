@@ -103,6 +103,11 @@ class V2Backend(Backend):
     def inference_url(self) -> str:
         return self._inference_url
 
+    def preflight(self) -> str:
+        slug = self.client.project_slug  # GET /v3/whoami: key, project and host at once
+        self.client.list_models()  # the project in every path answers for this key
+        return f"v2 project {self.client.project_id} ({slug}) at {self.client.base_url}"
+
     # -- base model -------------------------------------------------------------------------
 
     def _catalog(self, base_model: str) -> list[SupportedModel]:

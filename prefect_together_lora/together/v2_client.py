@@ -31,6 +31,7 @@ from prefect_together_lora.together.v2_schemas import (
     ModelFile,
     ModelRecord,
     Page,
+    Project,
     RemoteUpload,
     Revision,
     SupportedModel,
@@ -93,17 +94,20 @@ class TogetherV2Client(SyncHttpClient):
 
     def _identify(self) -> None:
         me = self.whoami()
-        if me.project is None:
+        if me.project is not None and self._project_id in (None, me.project.id):
+            self._project_id, self._project_slug = me.project.id, me.project.slug
+            return
+        if not self._project_id:
             raise ValueError(
                 f"This API key is a {me.type!r} key, not scoped to a project: set "
                 "TOGETHER_PROJECT_ID (or the credentials block's project id)."
             )
-        if self._project_id and self._project_id != me.project.id:
-            # the key belongs to another project: its slug would name the wrong models
-            self._project_slug = None
-            return
-        self._project_id = self._project_id or me.project.id
-        self._project_slug = me.project.slug
+        # an organization key acting on a named project: its slug from the project list
+        for project in self._list("/v1/projects", Project):
+            if project.id == self._project_id:
+                self._project_slug = project.slug
+                return
+        self._project_slug = ""  # unknown: the API returns every name qualified anyway
 
     @property
     def project_id(self) -> str:
@@ -118,7 +122,7 @@ class TogetherV2Client(SyncHttpClient):
         """The slug prepended to names (inference strings are ``<slug>/<name>``)."""
         if self._project_slug is None:
             self._identify()
-        return self._project_slug
+        return self._project_slug or None
 
     def _p(self, path: str = "") -> str:
         return f"/v2/projects/{_q(self.project_id)}{path}"
