@@ -14,6 +14,10 @@ from prefect_together_lora.events import TRAINING_COMPLETED
 
 PUBLISH_DEPLOYMENT = "publish-adapter"
 FLEET_DEPLOYMENT = "fleet-scan"
+# deployments/prefect.yaml (work pools) uses its own names, so serving flows/serve.py and
+# deploying to a pool never take over each other's deployments
+WORKER_PUBLISH_DEPLOYMENT = "publish-adapter-worker"
+WORKER_FLEET_DEPLOYMENT = "fleet-scan-worker"
 TRAINING_FLOW = "train-lora"
 DEFAULT_FLEET_CRON = "0 * * * *"
 
@@ -75,21 +79,28 @@ def publish_deployment(**overrides: Any) -> Any:
 def fleet_deployment(**overrides: Any) -> Any:
     """The scheduled fleet scan. Location, base model and schedule come from the environment
     (``TOGETHER_LORA_FLEET_LOCATION``, ``TOGETHER_LORA_FLEET_BASE_MODEL``,
-    ``TOGETHER_LORA_FLEET_CRON`` or ``TOGETHER_LORA_FLEET_INTERVAL_S``) or ``overrides``."""
+    ``TOGETHER_LORA_FLEET_CRON`` or ``TOGETHER_LORA_FLEET_INTERVAL_S``) or ``overrides``.
+    Without a location the schedule is created inactive (a placeholder bucket would fail every
+    hour): set the location, then resume the schedule in the UI or redeploy."""
+    from prefect.schedules import Cron, Interval
+
     from prefect_together_lora.flows import publish_new_adapters
 
-    parameters = {
-        "location": os.environ.get("TOGETHER_LORA_FLEET_LOCATION", "s3://my-bucket/adapters/"),
+    location = os.environ.get("TOGETHER_LORA_FLEET_LOCATION")
+    parameters: dict[str, Any] = {
         "base_model": os.environ.get(
             "TOGETHER_LORA_FLEET_BASE_MODEL", "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
         ),
         "name_prefix": os.environ.get("TOGETHER_LORA_FLEET_PREFIX", "lora"),
     }
+    if location:
+        parameters["location"] = location
+    active = bool(location) or "location" in overrides.get("parameters", {})
     interval = os.environ.get("TOGETHER_LORA_FLEET_INTERVAL_S")
-    schedule: dict[str, Any] = (
-        {"interval": float(interval)}
+    schedule = (
+        Interval(float(interval), active=active)
         if interval
-        else {"cron": os.environ.get("TOGETHER_LORA_FLEET_CRON", DEFAULT_FLEET_CRON)}
+        else Cron(os.environ.get("TOGETHER_LORA_FLEET_CRON", DEFAULT_FLEET_CRON), active=active)
     )
     options: dict[str, Any] = {
         "name": FLEET_DEPLOYMENT,
@@ -99,7 +110,7 @@ def fleet_deployment(**overrides: Any) -> Any:
             limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
         ),
         "tags": ["together", "lora", "fleet"],
-        **schedule,
+        "schedules": [schedule],
     }
     options.update(overrides)
     return publish_new_adapters.to_deployment(**options)

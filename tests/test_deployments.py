@@ -13,6 +13,8 @@ from jsonschema import Draft202012Validator
 from prefect_together_lora.deployments import (
     FLEET_DEPLOYMENT,
     PUBLISH_DEPLOYMENT,
+    WORKER_FLEET_DEPLOYMENT,
+    WORKER_PUBLISH_DEPLOYMENT,
     fleet_deployment,
     publish_deployment,
     training_event_trigger,
@@ -45,14 +47,25 @@ def test_fleet_deployment_schedule_from_env(monkeypatch) -> None:
     assert deployment.name == FLEET_DEPLOYMENT
     assert deployment.parameters["location"] == "s3://b/adapters/"
     assert deployment.schedules[0].schedule.cron == "15 * * * *"
+    assert deployment.schedules[0].active
     monkeypatch.setenv("TOGETHER_LORA_FLEET_INTERVAL_S", "30")
     assert fleet_deployment().schedules[0].schedule.interval.total_seconds() == 30
+
+
+def test_fleet_schedule_is_inactive_until_a_location_is_set(monkeypatch) -> None:
+    monkeypatch.delenv("TOGETHER_LORA_FLEET_LOCATION", raising=False)
+    deployment = fleet_deployment()
+    assert not deployment.schedules[0].active and "location" not in deployment.parameters
 
 
 def test_yaml_declares_the_same_deployments() -> None:
     spec = yaml.safe_load(YAML.read_text())
     by_name = {d["name"]: d for d in spec["deployments"]}
-    publish, fleet = by_name[PUBLISH_DEPLOYMENT], by_name[FLEET_DEPLOYMENT]
+    publish, fleet = by_name[WORKER_PUBLISH_DEPLOYMENT], by_name[WORKER_FLEET_DEPLOYMENT]
+    # served (flows/serve.py) and work-pool deployments never share a name
+    assert not set(by_name) & {PUBLISH_DEPLOYMENT, FLEET_DEPLOYMENT}
+    assert fleet["schedules"][0]["active"] is False and "location" not in fleet["parameters"]
+    assert "pull" not in spec  # prefect deploy records the clone's directory itself
     for declared, built in zip(
         publish["triggers"], [training_event_trigger(), training_flow_trigger()], strict=True
     ):
@@ -73,7 +86,9 @@ def test_yaml_declares_the_same_deployments() -> None:
     Draft202012Validator(schema).validate(
         {"source": "s", "base_model": "b", "model_name": "m", **publish["parameters"]}
     )
-    Draft202012Validator(_schema(publish_new_adapters)).validate(fleet["parameters"])
+    Draft202012Validator(_schema(publish_new_adapters)).validate(
+        {"location": "s3://b/p/", **fleet["parameters"]}
+    )
 
 
 def _schema(flow: Any) -> dict[str, Any]:

@@ -441,3 +441,95 @@ def test_deployment_gate_survives_a_trigger_and_optional_keys_may_be_omitted(sta
         httpx.patch(
             f"{api}/deployments/{deployment['id']}", json={"parameters": original}
         ).raise_for_status()
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The shell commands of the first ```bash block under ``heading`` in the README."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(heading) :]
+    block = section[
+        section.index("```bash") + len("```bash") : section.index(
+            "```", section.index("```bash") + 7
+        )
+    ]
+    commands, current = [], ""
+    for line in block.strip().splitlines():
+        current += line.rstrip("\\").rstrip() + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            commands.append(current.strip())
+            current = ""
+    return commands
+
+
+def test_work_pool_route_runs_from_a_clean_clone(stack, tmp_path) -> None:
+    """The README's work-pool section, verbatim, from a fresh clone, on a process worker."""
+    import shlex
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    env = {**stack["env"], "PREFECT_HOME": str(tmp_path / "home")}
+    setup = _readme_block("### On a work pool")
+    assert setup[0].startswith("prefect work-pool create") and setup[-1].startswith(
+        "prefect worker start"
+    )
+    for command in setup[:-1]:
+        result = subprocess.run(
+            [sys.executable, "-m", *shlex.split(command)],
+            cwd=clone,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    worker = subprocess.Popen(
+        [sys.executable, "-m", *shlex.split(setup[-1])],
+        cwd=clone,
+        env=env,
+        stdout=(tmp_path / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deployments = {d["name"]: d for d in _post(stack["api"], "/deployments/filter", {})}
+        assert deployments["publish-adapter-worker"]["work_pool_name"] == "together-lora-pool"
+        assert deployments["publish-adapter"]["work_pool_name"] is None  # still the served one
+        folder = write_adapter(tmp_path / "pool-adapter", BASE_8B, seed=77)
+        put_file(
+            stack["s3"], stack["bucket"], "pool/adapter.zip", zip_folder(folder, tmp_path / "p.zip")
+        )
+        params = {
+            "source": f"s3://{stack['bucket']}/pool/adapter.zip",
+            "base_model": BASE_8B,
+            "model_name": "e2e-pool-lora",
+        }
+        run_command = _readme_block("Start a run from the UI, or:")[0]
+        assert run_command.startswith(
+            "prefect deployment run publish-adapter/publish-adapter-worker"
+        )
+        command = shlex.split(run_command)
+        command[command.index("--params") + 1] = json.dumps(params)
+        started = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.returncode == 0, started.stderr[-2000:]
+        run = wait_until(
+            lambda: finished(stack["api"], "publish-adapter-worker", "e2e-pool-lora"),
+            300,
+            "the work-pool publish run",
+        )
+        assert run["state_type"] == "COMPLETED", (
+            run["state"],
+            (tmp_path / "worker.log").read_text()[-3000:],
+        )
+        models = _together_models(stack)
+        assert models["acme-research/e2e-pool-lora"] == "REVISION_VALIDATION_STATUS_SUCCESS"
+        assert not flow_runs(stack["api"], "fleet-scan-worker")  # its schedule is inactive
+    finally:
+        stop(worker, signal.SIGINT)
