@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
+DEMO_STAMP := $(VENV)/.demo-stamp
+
 .PHONY: install test lint unit demo bench clean
 
 $(STAMP): pyproject.toml
@@ -13,6 +15,14 @@ $(STAMP): pyproject.toml
 	# the 3.x SDK beside the 2.x one (dev dependency), for the emulator's 3.x test
 	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/together3 'together>=3,<4'
 	@touch $(STAMP)
+
+# the demo needs only the package and its [demo] extra, not the test tooling
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "make demo: installing prefect-together-lora with its [demo] extra (moto for a local S3, numpy + safetensors to write an adapter) into $(VENV) ..."
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[demo]'
+	@touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -26,7 +36,7 @@ test: install lint
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not slow"
 
-demo: install
+demo: $(DEMO_STAMP)
 	$(BIN)/python flows/demo.py
 
 bench: install

@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
@@ -38,6 +41,30 @@ EVAL_ROWS = [
     ("How do I change my email?", "Settings, then Profile, then Email."),
     ("How do I cancel my plan?", "Billing, then Plan, then Cancel."),
 ]
+
+
+def print_progress(stop: threading.Event, since: datetime) -> None:
+    """Print each task of the demo's runs as it finishes (the flow itself logs at WARNING)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+
+    seen: set[Any] = set()
+    with get_client(sync_client=True) as client:
+        while True:
+            done = stop.is_set()
+            runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=since))
+            )
+            for run in sorted(runs, key=lambda r: r.end_time or r.start_time or since):
+                if run.id in seen or run.state is None or not run.state.is_final():
+                    continue
+                seen.add(run.id)
+                mark = "ok" if run.state.is_completed() else run.state.name
+                took = run.total_run_time.total_seconds()
+                print(f"  {run.name.rsplit('-', 1)[0]:<16} {mark:<8} {took:6.1f}s", flush=True)
+            if done:
+                return
+            stop.wait(0.5)
 
 
 def main() -> int:
@@ -80,15 +107,25 @@ def main() -> int:
                 admin.script(f"acme-research/{model_name}", question, answer)
                 # ... and its base, served by the same deployment, does not
                 admin.script(BASE_MODEL, question, "Please check the documentation.")
-        result = train_and_publish(
-            output_dir=str(WORK / "adapter"),
-            model_name=model_name,
-            staging_uri="s3://demo-adapters/staging",
-            eval_set=str(eval_path),
-            min_improvement_over_base=0.5,
-            serving=ServingOptions(poll_initial_s=0.5, poll_max_s=2.0),
-            teardown="delete",  # a demo leaves nothing running
+        print("Running the flow (each step as it finishes):", flush=True)
+        stop = threading.Event()
+        printer = threading.Thread(
+            target=print_progress, args=(stop, datetime.now(timezone.utc)), daemon=True
         )
+        printer.start()
+        try:
+            result = train_and_publish(
+                output_dir=str(WORK / "adapter"),
+                model_name=model_name,
+                staging_uri="s3://demo-adapters/staging",
+                eval_set=str(eval_path),
+                min_improvement_over_base=0.5,
+                serving=ServingOptions(poll_initial_s=0.5, poll_max_s=2.0),
+                teardown="delete",  # a demo leaves nothing running
+            )
+        finally:
+            stop.set()
+            printer.join(timeout=10)
         admin.close()
     print()
     print(render_report(result))
@@ -96,7 +133,12 @@ def main() -> int:
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s: {result.verdict} through the "
         f"{result.api} API; the adapter was called as '{result.inference_model}'; teardown "
-        f"'{result.teardown}' left {billing} billing. Prefect data: {os.environ['PREFECT_HOME']}"
+        f"'{result.teardown}' left {billing} billing."
+    )
+    print(
+        "See its runs, artifacts and report in the Prefect UI:\n"
+        f"  PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect server start\n"
+        "  then open http://127.0.0.1:4200/runs"
     )
     return 0 if result.verdict == "published" else 1
 

@@ -191,7 +191,9 @@ def publish_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("source", help="local folder/archive, s3://..., hf://org/repo[@rev], URL")
     parser.add_argument("--base-model", required=True, help="base model (name, or v2 ml_ id)")
-    parser.add_argument("--name", required=True, help="model name on Together")
+    parser.add_argument(
+        "--model-name", "--name", dest="name", required=True, help="model name on Together"
+    )
     parser.add_argument(
         "--api", choices=["v2", "v1"], default="v2", help="Together API (default: v2)"
     )
@@ -217,12 +219,20 @@ def publish_parser() -> argparse.ArgumentParser:
         help="after success: keep, scale-to-zero or delete what the run created (on failure "
         "it is always deleted)",
     )
-    parser.add_argument("--eval", default=None, help="JSONL eval set (path, s3://, hf://)")
+    parser.add_argument(
+        "--eval-set",
+        "--eval",
+        dest="eval",
+        default=None,
+        help="JSONL eval set (path, s3://, hf://)",
+    )
     parser.add_argument(
         "--min-score", type=float, default=None, help="gate: adapter mean score at least this"
     )
     parser.add_argument(
+        "--min-delta-over-base",
         "--min-improvement",
+        dest="min_improvement",
         type=float,
         default=None,
         help="gate: adapter mean minus base mean at least this",
@@ -241,7 +251,12 @@ def publish_parser() -> argparse.ArgumentParser:
     parser.add_argument("--description", default=None, help="description stored on Together")
     parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
     parser.add_argument(
-        "--max-wait", type=float, default=3600.0, help="seconds to wait for the upload job"
+        "--max-wait-s",
+        "--max-wait",
+        dest="max_wait",
+        type=float,
+        default=3600.0,
+        help="seconds to wait for Together's import",
     )
     parser.add_argument(
         "--json",

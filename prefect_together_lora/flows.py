@@ -359,7 +359,9 @@ def publish_adapter(
             result.verdict = "published"
     except Exception as exc:
         result.verdict = "failed"
-        result.error = redact(str(exc))
+        # an invalid adapter's findings are listed in the report: state the error once
+        message = str(exc).splitlines()[0] if isinstance(exc, AdapterInvalid) else str(exc)
+        result.error = redact(message)
         if handle is not None and result.failed_step != "teardown":
             _clean_up_after_failure(handle, result, creds)
         # callers in this process (the CLI) read what exists on Together from the failure

@@ -14,8 +14,24 @@ DEFAULT_SMOKE_PROMPTS = [
 ]
 
 
+_UNITS = {"s": "(s)", "min": "(min)", "ms": "(ms)"}
+_WORDS = {"p95": "p95", "ci": "CI", "hf": "HF", "lora": "LoRA", "id": "id", "url": "URL"}
+
+
+def field_title(name: str, _info: object = None) -> str:
+    """A readable form title for a field name: ``max_wait_s`` → "Max wait (s)",
+    ``inactive_timeout_min`` → "Inactive timeout (min)"."""
+    words = name.split("_")
+    unit = _UNITS.get(words[-1]) if len(words) > 1 else None
+    if unit:
+        words = words[:-1]
+    text = " ".join(_WORDS.get(w, w) for w in words)
+    text = text[:1].upper() + text[1:]
+    return f"{text} {unit}" if unit else text
+
+
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", field_title_generator=field_title)
 
 
 class JobOptions(_Options):

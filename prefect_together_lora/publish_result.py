@@ -109,14 +109,10 @@ def render_report(result: PublishResult) -> str:
     lines += render_serving(result)
     if result.validation is not None:
         report = result.validation
-        adapter = report.adapter
         lines += [
             "## Validation",
             "",
-            f"{'Valid' if report.valid else 'Invalid'} — rank {adapter.rank}, alpha "
-            f"{adapter.alpha}, modules {', '.join(adapter.target_modules) or '-'}, "
-            f"{adapter.layers} layers, {adapter.dtype}, {adapter.parameters or 0:,} "
-            f"parameters; read {report.bytes_read:,} bytes in {report.requests} requests.",
+            f"{'Valid' if report.valid else 'Invalid'} — {describe_adapter(report)}",
             "",
         ]
         if report.findings:
@@ -167,6 +163,28 @@ def render_report(result: PublishResult) -> str:
     if result.evaluation is not None:
         lines += render_evaluation(result.evaluation)
     return "\n".join(lines)
+
+
+def describe_adapter(report: ValidationReport) -> str:
+    """What validation read, in words; only what is known (never "rank None")."""
+    adapter = report.adapter
+    parts = []
+    if adapter.rank is not None:
+        parts.append(f"rank {adapter.rank}")
+    if adapter.alpha is not None:
+        parts.append(f"alpha {adapter.alpha}")
+    if adapter.target_modules:
+        parts.append(f"modules {', '.join(adapter.target_modules)}")
+    if adapter.layers is not None:
+        parts.append(f"{adapter.layers} layers")
+    if adapter.dtype:
+        parts.append(adapter.dtype)
+    if adapter.parameters:
+        parts.append(f"{adapter.parameters:,} parameters")
+    read = f"read {report.bytes_read:,} bytes in {report.requests} requests"
+    if not parts:
+        return f"nothing of the adapter could be read ({read})."
+    return ", ".join(parts) + f"; {read}."
 
 
 def render_serving(result: PublishResult) -> list[str]:

@@ -19,8 +19,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from prefect_together_lora.options import field_title
 from prefect_together_lora.redaction import redact
 from prefect_together_lora.schemas import Finding
 
@@ -118,7 +119,7 @@ class Resource(BaseModel):
 class ServingOptions(BaseModel):
     """How the adapter is served (v2; v1 serves serverless where the account still allows)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", field_title_generator=field_title)
 
     mode: ServingMode = Field(
         default="deploy",
