@@ -13,6 +13,7 @@ VALIDATED = "together.lora.validated"
 UPLOADED = "together.lora.uploaded"
 READY = "together.lora.ready"
 EVALUATED = "together.lora.evaluated"
+REJECTED = "together.lora.fleet.rejected"
 TRAINING_COMPLETED = "together.lora.training.completed"
 
 

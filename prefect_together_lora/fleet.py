@@ -8,6 +8,7 @@ task's content-keyed cache behind it inside publish_adapter.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
@@ -16,28 +17,37 @@ from prefect_together_lora.caching import digest
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.reporting import slug
 from prefect_together_lora.sources import AdapterSource, archive_format
-from prefect_together_lora.sources.resolve import resolve_source
+from prefect_together_lora.sources.resolve import (
+    ResolvedSource,
+    read_adapter_files,
+    resolve_source,
+)
 from prefect_together_lora.sources.s3 import list_objects, make_s3_client
+from prefect_together_lora.validation.catalog import default_catalog
 
 CONFIG = "adapter_config.json"
 
 
 class Candidate(BaseModel):
-    """One adapter found by a scan, with the model name its content maps to."""
+    """One adapter found by a scan, with the model name its content maps to and the base its
+    own config records (a mixed location needs no single base)."""
 
     source: str
     label: str
     fingerprint: str
     model_name: str
+    recorded_base: str | None = None
 
 
 class FleetEntry(BaseModel):
     source: str
     model_name: str
     fingerprint: str
-    action: Literal["published", "skipped", "failed"]
+    action: Literal["published", "skipped", "rejected", "failed"]
     reason: str = ""
+    base_model: str | None = None
     job_id: str | None = None
+    flow_run_id: str | None = None
 
 
 def model_name_for(prefix: str, label: str, fingerprint: str) -> str:
@@ -116,6 +126,29 @@ def discover(
                 label=label,
                 fingerprint=resolved.fingerprint,
                 model_name=model_name_for(name_prefix, label, resolved.fingerprint),
+                recorded_base=recorded_base(resolved, client, hf_token, hf_endpoint),
             )
         )
     return candidates
+
+
+def recorded_base(
+    resolved: ResolvedSource,
+    s3_client: Any | None,
+    hf_token: str | SecretStr | None,
+    hf_endpoint: str | None,
+) -> str | None:
+    """The base the adapter's own config records, as Together names it when the catalog knows
+    it (aliases included); None when the config cannot be read or names none."""
+    try:
+        files = read_adapter_files(
+            resolved, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
+        )
+        config = json.loads(files.config or b"{}")
+    except (SourceError, OSError, ValueError):
+        return None
+    name = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        return None
+    spec = default_catalog().find(name)
+    return spec.id if spec is not None else name.strip()

@@ -3,8 +3,9 @@ reported Together model. Works on its own, from a deployment, or as a subflow of
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
@@ -14,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, SecretStr
 
 from prefect_together_lora import events
+from prefect_together_lora.caching import digest
 from prefect_together_lora.credentials import TogetherCredentials
 from prefect_together_lora.errors import (
     AdapterInvalid,
@@ -60,6 +62,7 @@ from prefect_together_lora.together.backend import (
 )
 
 _Options = TypeVar("_Options", bound=BaseModel)
+PUBLISH_DEPLOYMENT_NAME = "publish-adapter"  # flows/serve.py serves it under this name
 
 
 def _hf_token(secret_block: str | None) -> SecretStr | None:
@@ -74,8 +77,6 @@ def _hf_token(secret_block: str | None) -> SecretStr | None:
 
 def _final_name(model_name: str, suffix: str, fingerprint: str) -> str:
     if suffix == "auto":
-        from prefect_together_lora.caching import digest
-
         return f"{model_name}-{digest(fingerprint)[:8]}"
     return model_name
 
@@ -579,7 +580,7 @@ def check_published(
 @flow(name="publish-new-adapters")
 def publish_new_adapters(
     location: str,
-    base_model: str,
+    base_model: str | None = None,
     name_prefix: str = "lora",
     credentials: TogetherCredentials | None = None,
     api: ApiVersion = "v2",
@@ -587,18 +588,23 @@ def publish_new_adapters(
     teardown: TeardownMode = "keep",
     staging_uri: str | None = None,
     max_concurrent: int = 2,
+    publish_deployment: str | None = f"publish-adapter/{PUBLISH_DEPLOYMENT_NAME}",
     hf_token_secret: str | None = None,
     job: JobOptions = JobOptions(),
     smoke: SmokeOptions = SmokeOptions(),
     evaluation: EvalOptions = EvalOptions(),
 ) -> list[FleetEntry]:
-    """Scan a location for adapters and publish the ones Together does not have yet, as
-    concurrent ``publish_adapter`` subflows; a summary table lists every adapter's outcome.
+    """Scan a location for adapters and publish the ones Together does not have yet: each as
+    a run of the ``publish-adapter`` deployment (so the workers of its pool publish in
+    parallel), or as an in-process subflow where that deployment does not exist. An adapter
+    that fails validation is reported (artifact, event) and skipped by later scans until its
+    content changes; any other failure fails the scan. A summary table lists every adapter.
 
     Args:
         location: s3://bucket/prefix/ (archives, and folders holding adapter_config.json) or
             hf://<author> (that author's model repos).
-        base_model: Together base model id every adapter found is published on.
+        base_model: Base every adapter is published on; empty: each adapter's own
+            base_model_name_or_path (a location may mix bases).
         name_prefix: Model names are <prefix>-<adapter>-<content hash>: one per content.
         credentials: Together credentials block; default: TOGETHER_API_KEY.
         api: Together API (v2 default, v1 legacy).
@@ -607,8 +613,10 @@ def publish_new_adapters(
         staging_uri: s3://bucket/prefix where S3 folders are staged as zips; default:
             TOGETHER_LORA_STAGING_URI.
         max_concurrent: How many adapters are published at the same time.
+        publish_deployment: The deployment each adapter is published through
+            (flow/deployment); empty: in-process subflows.
         hf_token_secret: Name of a Prefect Secret block holding the Hugging Face token.
-        job: How each upload job is polled.
+        job: How each import is polled.
         smoke: Smoke test of each published adapter.
         evaluation: Evaluation and gate applied to each published adapter.
     """
@@ -618,59 +626,81 @@ def publish_new_adapters(
     candidates = discover_adapters(location, name_prefix, hf_token)
     known = check_published([c.model_name for c in candidates], creds, api)
     entries: list[FleetEntry] = []
-    todo: list[Candidate] = []
+    todo: list[tuple[Candidate, str]] = []
     for candidate in candidates:
-        if candidate.model_name not in known:
-            todo.append(candidate)
-            continue
-        entries.append(
-            FleetEntry(
-                source=candidate.source,
-                model_name=candidate.model_name,
-                fingerprint=candidate.fingerprint,
-                action="skipped",
-                reason=known[candidate.model_name],
-            )
-        )
-
-    def publish_one(candidate: Candidate) -> FleetEntry:
-        state = publish_adapter(
+        entry = FleetEntry(
             source=candidate.source,
-            base_model=base_model,
             model_name=candidate.model_name,
-            credentials=creds,
-            api=api,
-            serving=serving,
-            teardown=teardown,
-            staging_uri=staging_uri,
-            hf_token_secret=hf_token_secret,
-            job=job,
-            smoke=smoke,
-            evaluation=evaluation,
-            return_state=True,
+            fingerprint=candidate.fingerprint,
+            action="skipped",
+            base_model=base_model or candidate.recorded_base,
         )
+        if candidate.model_name in known:
+            entry.reason = known[candidate.model_name]
+        elif (earlier := rejected_before(candidate.fingerprint)) is not None:
+            entry.reason = f"rejected earlier, content unchanged: {earlier}"
+        elif entry.base_model is None:
+            entry.action, entry.reason = (
+                "rejected",
+                ("its adapter_config.json records no base model: set base_model for the scan"),
+            )
+            remember_rejection(candidate, entry.reason)
+        else:
+            todo.append((candidate, entry.base_model))
+            continue
+        entries.append(entry)
+
+    shared = {
+        "api": api,
+        "serving": serving,
+        "teardown": teardown,
+        "staging_uri": staging_uri,
+        "hf_token_secret": hf_token_secret,
+        "job": job,
+        "smoke": smoke,
+        "evaluation": evaluation,
+    }
+    dispatch = _deployment_dispatcher(publish_deployment, credentials, shared)
+    if dispatch is None:
+        logger.info("No deployment %s: publishing as in-process subflows.", publish_deployment)
+        dispatch = _subflow_dispatcher(creds, shared)
+
+    def publish_one(item: tuple[Candidate, str]) -> FleetEntry:
+        candidate, base = item
         entry = FleetEntry(
             source=candidate.source,
             model_name=candidate.model_name,
             fingerprint=candidate.fingerprint,
             action="published",
+            base_model=base,
         )
-        if state.is_completed():
-            entry.job_id = state.result().job_id
-        else:
-            entry.action, entry.reason = "failed", redact(state.message or "failed")
+        outcome = dispatch(candidate, base)
+        entry.flow_run_id, entry.job_id = outcome.flow_run_id, outcome.job_id
+        if outcome.error is not None:
+            entry.reason = redact(outcome.error)
+            entry.action = "rejected" if outcome.invalid else "failed"
+            if outcome.invalid:
+                remember_rejection(candidate, entry.reason)
         return entry
 
     with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
         # each subflow runs in a copy of this flow's context, so it is linked as a child run
         futures = [pool.submit(contextvars.copy_context().run, publish_one, c) for c in todo]
         entries += [f.result() for f in futures]
+    counts = {a: sum(e.action == a for e in entries) for a in ("published", "skipped", "rejected")}
     table_artifact(
         artifact_key("fleet", location),
         [e.model_dump() for e in entries],
-        f"Fleet scan of {location}: {sum(e.action == 'published' for e in entries)} "
-        f"published, {sum(e.action == 'skipped' for e in entries)} skipped",
+        f"Fleet scan of {location}: {counts['published']} published, {counts['skipped']} "
+        f"skipped, {counts['rejected']} rejected",
     )
+    for entry in entries:
+        if entry.action == "rejected":
+            events.emit(
+                events.REJECTED,
+                entry.model_name,
+                {"source": entry.source, "fingerprint": entry.fingerprint, "reason": entry.reason},
+            )
     logger.info(
         "Fleet scan of %s: %s",
         location,
@@ -679,7 +709,114 @@ def publish_new_adapters(
     failed = [e for e in entries if e.action == "failed"]
     if failed:
         raise RuntimeError(
-            f"{len(failed)} of {len(entries)} adapters failed to publish: "
-            + "; ".join(f"{e.source}: {e.reason}" for e in failed)
+            f"{len(failed)} of {len(entries)} adapters failed to publish (they are retried by "
+            "the next scan): " + "; ".join(f"{e.source}: {e.reason}" for e in failed)
         )
     return entries
+
+
+class _Outcome(BaseModel):
+    flow_run_id: str | None = None
+    job_id: str | None = None
+    error: str | None = None
+    invalid: bool = False
+
+
+def _deployment_dispatcher(
+    name: str | None, credentials: TogetherCredentials | None, shared: dict[str, Any]
+) -> Callable[[Candidate, str], _Outcome] | None:
+    """Publish through the deployment (its workers scale out), or None when it does not exist."""
+    if not name:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.runtime import flow_run
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+    params: dict[str, Any] = {
+        k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in shared.items()
+    }
+    block_id = getattr(credentials, "_block_document_id", None)
+    if block_id is not None:  # a saved block travels as a reference, never as its values
+        params["credentials"] = {"$ref": {"block_document_id": str(block_id)}}
+
+    def dispatch(candidate: Candidate, base: str) -> _Outcome:
+        run: Any = run_deployment(  # sync here: returns the finished FlowRun
+            name,
+            parameters={
+                **params,
+                "source": candidate.source,
+                "base_model": base,
+                "model_name": candidate.model_name,
+            },
+            idempotency_key=f"fleet-{flow_run.id}-{candidate.fingerprint}",
+            poll_interval=1,
+        )
+        state = run.state
+        outcome = _Outcome(flow_run_id=str(run.id))
+        if state is None or not state.is_completed():
+            message = (state.message if state else None) or "the publish run did not complete"
+            outcome.error, outcome.invalid = message, "AdapterInvalid" in message
+            return outcome
+        # the result may not be readable from this process (the run completed all the same)
+        with contextlib.suppress(Exception):
+            outcome.job_id = state.result().job_id
+        return outcome
+
+    return dispatch
+
+
+def _subflow_dispatcher(
+    credentials: TogetherCredentials, shared: dict[str, Any]
+) -> Callable[[Candidate, str], _Outcome]:
+    def dispatch(candidate: Candidate, base: str) -> _Outcome:
+        state = publish_adapter(
+            source=candidate.source,
+            base_model=base,
+            model_name=candidate.model_name,
+            credentials=credentials,
+            return_state=True,
+            **shared,
+        )
+        outcome = _Outcome(flow_run_id=str(state.state_details.flow_run_id))
+        if state.is_completed():
+            outcome.job_id = state.result().job_id
+            return outcome
+        error = state.result(raise_on_failure=False)
+        outcome.error = str(error) if isinstance(error, BaseException) else state.message
+        outcome.invalid = isinstance(error, AdapterInvalid)
+        return outcome
+
+    return dispatch
+
+
+REJECTED_PREFIX = "together-lora-rejected-"
+
+
+def rejected_before(fingerprint: str) -> str | None:
+    """Why this exact content was rejected by an earlier scan (a Prefect Variable per
+    rejected content, visible in the UI; delete it to retry), or None."""
+    from prefect.variables import Variable
+
+    value = Variable.get(REJECTED_PREFIX + digest(fingerprint)[:24], default=None)
+    return value.get("reason") if isinstance(value, dict) else None
+
+
+def remember_rejection(candidate: Candidate, reason: str) -> None:
+    from prefect.variables import Variable
+
+    try:
+        Variable.set(
+            REJECTED_PREFIX + digest(candidate.fingerprint)[:24],
+            {"source": candidate.source, "reason": reason[:2000]},
+            overwrite=True,
+        )
+    except Exception as exc:  # never lose the scan's report over the memo
+        get_run_logger().warning(
+            "Could not remember the rejection of %s: %s", candidate.source, exc
+        )

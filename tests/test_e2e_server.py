@@ -330,6 +330,13 @@ def test_scheduled_fleet_scan_publishes_only_new_adapters(stack) -> None:
         if r["path"].endswith("/models/uploads") and r["status"] == 200
     ]
     assert len(uploads) == len(models)  # nothing uploaded twice
+    # published through the publish-adapter deployment (run_deployment): its workers scale out
+    dispatched = [
+        r
+        for r in flow_runs(stack["api"], "publish-adapter")
+        if str(r["parameters"].get("model_name", "")).startswith("fleet-")
+    ]
+    assert len({r["parameters"]["model_name"] for r in dispatched}) == 2
 
 
 def _together_models(stack) -> dict[str, str]:

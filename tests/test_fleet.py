@@ -12,6 +12,7 @@ from prefect_together_lora.fleet import discover, find_sources, model_name_for
 from prefect_together_lora.flows import publish_new_adapters
 from prefect_together_lora.options import JobOptions, SmokeOptions
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
+from prefect_together_lora.together.backend import ServingOptions
 from tests.helpers import BASE_8B, put_file, read_artifacts
 
 # v1 suites run as an account that still has serverless LoRA inference (legacy setting)
@@ -105,3 +106,54 @@ def test_fleet_publishes_new_and_skips_published(
         a.data for k, a in read_artifacts(again).items() if k.startswith("together-lora-fleet-")
     )
     assert len(json.loads(table)) == 3
+
+
+def test_mixed_bases_and_a_bad_adapter_do_not_fail_every_scan(
+    prefect_harness, together_emulator, s3_bucket, tmp_path: Path
+) -> None:
+    """Each adapter is published on the base its config records; an invalid one is reported
+    (rejected, with an event) and skipped by later scans until its content changes."""
+    qwen = "Qwen/Qwen2.5-14B-Instruct"
+    for key, base, extra in (
+        ("mixed/llama.zip", BASE_8B, {}),
+        ("mixed/qwen.zip", qwen, {}),
+        ("mixed/broken.zip", BASE_8B, {"rank": 512}),  # over every limit: invalid
+    ):
+        folder = write_adapter(tmp_path / key.replace("/", "-"), base, **extra)
+        archive = zip_folder(folder, tmp_path / f"{key.replace('/', '-')}.zip")
+        put_file(s3_bucket.client, s3_bucket.bucket, key, archive)
+    location = f"s3://{s3_bucket.bucket}/mixed/"
+    candidates = {c.label: c for c in discover(location, "mix")}
+    assert candidates["qwen"].recorded_base == qwen
+    assert candidates["llama"].recorded_base == BASE_8B
+
+    def scan():
+        state = publish_new_adapters(
+            location=location,
+            name_prefix="mix",
+            credentials=together_emulator.credentials(),
+            staging_uri=f"s3://{s3_bucket.bucket}/stg",
+            job=JobOptions(poll_initial_s=0.05, poll_max_s=0.2),
+            smoke=SmokeOptions(prompts=["hi"], retry_interval_s=0.05),
+            serving=ServingOptions(mode="none"),
+            return_state=True,
+        )
+        assert state.is_completed(), state.message  # a bad adapter does not fail the scan
+        return {e.source.rsplit("/", 1)[-1]: e for e in state.result()}
+
+    first = scan()
+    assert first["llama.zip"].action == "published" and first["llama.zip"].base_model == BASE_8B
+    assert first["qwen.zip"].action == "published" and first["qwen.zip"].base_model == qwen
+    assert (
+        first["broken.zip"].action == "rejected" and "RANK_TOO_HIGH" in first["broken.zip"].reason
+    )
+    again = scan()
+    assert {k: e.action for k, e in again.items()} == {
+        "llama.zip": "skipped",
+        "qwen.zip": "skipped",
+        "broken.zip": "skipped",
+    }
+    assert again["broken.zip"].reason.startswith("rejected earlier, content unchanged")
+    with together_emulator.v2_client() as client:
+        bases = {m.name.rsplit("-", 1)[0]: m.base_model_id for m in client.list_models()}
+    assert len(set(bases.values())) == 2  # two records, two different bases
