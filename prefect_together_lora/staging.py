@@ -115,7 +115,31 @@ def _temp_file(suffix: str) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def _put_if_absent(client: Any, path: Path, bucket: str, key: str, sha256: str) -> StagedArchive:
+Progress = Callable[[int, int], None]
+
+
+class _Tenths:
+    """boto3's transfer callback, turned into one report per 10 % (sent, total)."""
+
+    def __init__(self, total: int, report: Progress) -> None:
+        self.total, self.report, self.sent, self.last = total, report, 0, 0
+
+    def __call__(self, chunk: int) -> None:
+        self.sent += chunk
+        tenth = self.sent * 10 // max(1, self.total)
+        if tenth > self.last:
+            self.last = tenth
+            self.report(self.sent, self.total)
+
+
+def _put_if_absent(
+    client: Any,
+    path: Path,
+    bucket: str,
+    key: str,
+    sha256: str,
+    progress: Progress | None = None,
+) -> StagedArchive:
     size = path.stat().st_size
     try:
         existing = head_object(client, bucket, key)
@@ -131,14 +155,20 @@ def _put_if_absent(client: Any, path: Path, bucket: str, key: str, sha256: str) 
             "Metadata": {"sha256": sha256},
             "ContentType": "application/zip" if key.endswith(".zip") else "application/gzip",
         },
+        Callback=_Tenths(size, progress) if progress else None,
     )
     return StagedArchive(bucket=bucket, key=key, sha256=sha256, size=size, uploaded=True)
 
 
 def stage_source(
-    source: AdapterSource, staging_uri: str | None = None, *, s3_client: Any | None = None
+    source: AdapterSource,
+    staging_uri: str | None = None,
+    *,
+    s3_client: Any | None = None,
+    progress: Progress | None = None,
 ) -> StagedArchive:
-    """Put a local folder, a local archive or an S3 folder in S3 as one archive."""
+    """Put a local folder, a local archive or an S3 folder in S3 as one archive;
+    ``progress(sent, total)`` hears about the upload every 10 %."""
     if not source.needs_staging:
         raise SourceError(f"{source.display} does not need staging.")
     bucket, prefix = staging_location(staging_uri)
@@ -149,7 +179,7 @@ def stage_source(
         fmt = archive_format(path.name) or "zip"
         digest = file_sha256(path)
         key = "/".join(p for p in (prefix, f"{digest}.{fmt}") if p)
-        return _put_if_absent(client, path, bucket, key, digest)
+        return _put_if_absent(client, path, bucket, key, digest, progress)
     with _temp_file(".zip") as tmp:
         with tmp.open("wb") as out:
             if source.kind == SourceKind.LOCAL_DIR:
@@ -160,4 +190,4 @@ def stage_source(
                 write_zip(_s3_entries(client, source.bucket, source.key), out)
         digest = file_sha256(tmp)
         key = "/".join(p for p in (prefix, f"{digest}.zip") if p)
-        return _put_if_absent(client, tmp, bucket, key, digest)
+        return _put_if_absent(client, tmp, bucket, key, digest, progress)

@@ -144,8 +144,20 @@ def stage(
     source: AdapterSource, staging_uri: str | None = None, aws_credentials_block: str | None = None
 ) -> AdapterSource:
     """Package a local folder/archive or an S3 folder as one archive in S3."""
-    staged = stage_source(source, staging_uri, s3_client=s3_client_for(aws_credentials_block))
-    _logger().info(
+    logger = _logger()
+
+    def progress(sent: int, total: int) -> None:
+        logger.info(
+            "Staging %s: %d%% of %.1f MiB sent",
+            source.display,
+            100 * sent // max(1, total),
+            total / 2**20,
+        )
+
+    staged = stage_source(
+        source, staging_uri, s3_client=s3_client_for(aws_credentials_block), progress=progress
+    )
+    logger.info(
         "Staged %s as %s (%s, %d bytes)",
         source.display,
         staged.uri,

@@ -112,3 +112,22 @@ def test_temporary_credentials_expiring_before_the_url_warn(local_s3) -> None:
             "b-any", "k", client=make_s3_client(static, endpoint_url=local_s3.endpoint)
         ).warnings[0]
     )
+
+
+def test_staging_reports_upload_progress(s3_bucket, tmp_path: Path) -> None:
+    folder = write_adapter(tmp_path / "big", BASE_8B, layers=range(8), rank=16)
+    seen: list[tuple[int, int]] = []
+    staged = stage_source(
+        AdapterSource.parse(str(folder)),
+        f"s3://{s3_bucket.bucket}/stage",
+        progress=lambda sent, total: seen.append((sent, total)),
+    )
+    assert staged.uploaded and seen and seen[-1] == (staged.size, staged.size)
+    assert len(seen) <= 10 and [s for s, _ in seen] == sorted(s for s, _ in seen)
+    seen.clear()  # the same content again: nothing is sent, nothing reported
+    again = stage_source(
+        AdapterSource.parse(str(folder)),
+        f"s3://{s3_bucket.bucket}/stage",
+        progress=lambda sent, total: seen.append((sent, total)),
+    )
+    assert not again.uploaded and seen == []
