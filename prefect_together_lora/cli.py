@@ -301,10 +301,15 @@ def _publish(argv: list[str]) -> int:
         ),
         return_state=True,
     )
+    run_url = _run_url(state)
     if state.is_completed():
         result = state.result()
         if args.json:
-            print(json.dumps({"exit_code": EXIT_VALID, **result.model_dump(mode="json")}))
+            print(
+                json.dumps(
+                    {"exit_code": EXIT_VALID, "run_url": run_url, **result.model_dump(mode="json")}
+                )
+            )
         else:
             call = (
                 f"; call '{result.inference_model}' at {result.serving.inference_url}"
@@ -321,7 +326,12 @@ def _publish(argv: list[str]) -> int:
     code = exit_code_for(error)
     partial = getattr(error, "publish_result", None)
     if args.json:
-        body: dict[str, Any] = {"verdict": "failed", "exit_code": code, "error": error_json(error)}
+        body: dict[str, Any] = {
+            "verdict": "failed",
+            "exit_code": code,
+            "run_url": run_url,
+            "error": error_json(error),
+        }
         if partial is not None:
             body.update(partial.model_dump(mode="json"))
             body["error"] = error_json(error)
@@ -335,6 +345,15 @@ def _publish(argv: list[str]) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def _run_url(state: Any) -> str | None:
+    """The run's page in the Prefect UI, when a UI is configured (not the embedded server)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    run_id = getattr(state.state_details, "flow_run_id", None)
+    return f"{ui.rstrip('/')}/runs/flow-run/{run_id}" if ui and run_id else None
 
 
 def _emulator(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ task's content-keyed cache behind it inside publish_adapter.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
@@ -110,26 +111,27 @@ def discover(
     hf_endpoint: str | None = None,
 ) -> list[Candidate]:
     client = s3_client or (make_s3_client() if location.startswith("s3://") else None)
-    candidates = []
-    for source, label in find_sources(
-        location, s3_client=client, hf_token=hf_token, hf_endpoint=hf_endpoint
-    ):
+
+    def candidate(found: tuple[str, str]) -> Candidate:
+        source, label = found
         resolved = resolve_source(
             AdapterSource.parse(source),
             s3_client=client,
             hf_token=hf_token,
             hf_endpoint=hf_endpoint,
         )
-        candidates.append(
-            Candidate(
-                source=source,
-                label=label,
-                fingerprint=resolved.fingerprint,
-                model_name=model_name_for(name_prefix, label, resolved.fingerprint),
-                recorded_base=recorded_base(resolved, client, hf_token, hf_endpoint),
-            )
+        return Candidate(
+            source=source,
+            label=label,
+            fingerprint=resolved.fingerprint,
+            model_name=model_name_for(name_prefix, label, resolved.fingerprint),
+            recorded_base=recorded_base(resolved, client, hf_token, hf_endpoint),
         )
-    return candidates
+
+    sources = find_sources(location, s3_client=client, hf_token=hf_token, hf_endpoint=hf_endpoint)
+    # a few metadata reads per adapter: in parallel, so a large prefix is scanned in seconds
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(candidate, sources))
 
 
 def recorded_base(

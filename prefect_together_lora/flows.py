@@ -26,7 +26,13 @@ from prefect_together_lora.errors import (
 from prefect_together_lora.evaluation.dataset import load_eval_set
 from prefect_together_lora.evaluation.runner import describe_gate, gate_failure_message, table_rows
 from prefect_together_lora.fleet import Candidate, FleetEntry, discover
-from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions, ValidationSettings
+from prefect_together_lora.options import (
+    EvalOptions,
+    JobOptions,
+    SmokeOptions,
+    ValidationSettings,
+    readable_titles,
+)
 from prefect_together_lora.publish_result import PublishResult, Step, render_report
 from prefect_together_lora.redaction import redact, strip_query
 from prefect_together_lora.reporting import (
@@ -550,6 +556,9 @@ def _write_report(result: PublishResult, credentials: TogetherCredentials) -> No
         )
 
 
+readable_titles(publish_adapter)
+
+
 def run_publish(**parameters: Any) -> PublishResult:
     """Run the flow from plain Python (CLI, scripts) with keyword parameters."""
     return publish_adapter(**parameters)
@@ -820,3 +829,6 @@ def remember_rejection(candidate: Candidate, reason: str) -> None:
         get_run_logger().warning(
             "Could not remember the rejection of %s: %s", candidate.source, exc
         )
+
+
+readable_titles(publish_new_adapters)

@@ -15,7 +15,17 @@ DEFAULT_SMOKE_PROMPTS = [
 
 
 _UNITS = {"s": "(s)", "min": "(min)", "ms": "(ms)"}
-_WORDS = {"p95": "p95", "ci": "CI", "hf": "HF", "lora": "LoRA", "id": "id", "url": "URL"}
+_WORDS = {
+    "p95": "p95",
+    "ci": "CI",
+    "hf": "HF",
+    "lora": "LoRA",
+    "id": "id",
+    "url": "URL",
+    "uri": "URI",
+    "api": "API",
+    "aws": "AWS",
+}
 
 
 def field_title(name: str, _info: object = None) -> str:
@@ -28,6 +38,14 @@ def field_title(name: str, _info: object = None) -> str:
     text = " ".join(_WORDS.get(w, w) for w in words)
     text = text[:1].upper() + text[1:]
     return f"{text} {unit}" if unit else text
+
+
+def readable_titles(flow: Any) -> Any:
+    """Give a flow's UI form readable field titles ("Presign expires (s)" for
+    ``presign_expires_s``): Prefect titles parameters with their raw names."""
+    for name, prop in flow.parameters.properties.items():
+        prop["title"] = field_title(name)
+    return flow
 
 
 class _Options(BaseModel):
