@@ -3,9 +3,8 @@ reported Together model. Works on its own, from a deployment, or as a subflow of
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
@@ -669,33 +668,16 @@ def publish_new_adapters(
         "smoke": smoke,
         "evaluation": evaluation,
     }
-    dispatch = _deployment_dispatcher(publish_deployment, credentials, shared)
-    if dispatch is None:
+    published = _publish_through_deployment(
+        publish_deployment, credentials, shared, todo, max(1, max_concurrent)
+    )
+    if published is None:
         logger.info("No deployment %s: publishing as in-process subflows.", publish_deployment)
-        dispatch = _subflow_dispatcher(creds, shared)
-
-    def publish_one(item: tuple[Candidate, str]) -> FleetEntry:
-        candidate, base = item
-        entry = FleetEntry(
-            source=candidate.source,
-            model_name=candidate.model_name,
-            fingerprint=candidate.fingerprint,
-            action="published",
-            base_model=base,
-        )
-        outcome = dispatch(candidate, base)
-        entry.flow_run_id, entry.job_id = outcome.flow_run_id, outcome.job_id
-        if outcome.error is not None:
-            entry.reason = redact(outcome.error)
-            entry.action = "rejected" if outcome.invalid else "failed"
-            if outcome.invalid:
-                remember_rejection(candidate, entry.reason)
-        return entry
-
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
-        # each subflow runs in a copy of this flow's context, so it is linked as a child run
-        futures = [pool.submit(contextvars.copy_context().run, publish_one, c) for c in todo]
-        entries += [f.result() for f in futures]
+        published = _publish_as_subflows(creds, shared, todo, max(1, max_concurrent))
+    for entry in published:
+        if entry.action == "rejected":
+            remember_rejection(entry, entry.reason)
+    entries += published
     counts = {a: sum(e.action == a for e in entries) for a in ("published", "skipped", "rejected")}
     table_artifact(
         artifact_key("fleet", location),
@@ -724,24 +706,43 @@ def publish_new_adapters(
     return entries
 
 
-class _Outcome(BaseModel):
-    flow_run_id: str | None = None
-    job_id: str | None = None
-    error: str | None = None
-    invalid: bool = False
+def _entry(
+    candidate: Candidate, base: str, run_id: Any, error: str | None, invalid: bool
+) -> FleetEntry:
+    return FleetEntry(
+        source=candidate.source,
+        model_name=candidate.model_name,
+        fingerprint=candidate.fingerprint,
+        action="published" if error is None else ("rejected" if invalid else "failed"),
+        reason=redact(error) if error else "",
+        base_model=base,
+        flow_run_id=str(run_id) if run_id else None,
+    )
 
 
-def _deployment_dispatcher(
-    name: str | None, credentials: TogetherCredentials | None, shared: dict[str, Any]
-) -> Callable[[Candidate, str], _Outcome] | None:
-    """Publish through the deployment (its workers scale out), or None when it does not exist."""
+def _publish_through_deployment(
+    name: str | None,
+    credentials: TogetherCredentials | None,
+    shared: dict[str, Any],
+    todo: list[tuple[Candidate, str]],
+    max_concurrent: int,
+) -> list[FleetEntry] | None:
+    """Each adapter as a run of the deployment, at most ``max_concurrent`` in flight (its
+    pool's workers and concurrency limit decide where and how many run), all followed with one
+    read per poll; transient API errors are waited out. None when the deployment is missing."""
     if not name:
         return None
+    import time
+
+    import httpx
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.runtime import flow_run
 
+    transient = (PrefectHTTPStatusError, httpx.TransportError)
+    logger = get_run_logger()
     try:
         with get_client(sync_client=True) as client:
             client.read_deployment_by_name(name)
@@ -754,36 +755,63 @@ def _deployment_dispatcher(
     if block_id is not None:  # a saved block travels as a reference, never as its values
         params["credentials"] = {"$ref": {"block_document_id": str(block_id)}}
 
-    def dispatch(candidate: Candidate, base: str) -> _Outcome:
-        run: Any = run_deployment(  # sync here: returns the finished FlowRun
-            name,
-            parameters={
-                **params,
-                "source": candidate.source,
-                "base_model": base,
-                "model_name": candidate.model_name,
-            },
-            idempotency_key=f"fleet-{flow_run.id}-{candidate.fingerprint}",
-            poll_interval=1,
-        )
-        state = run.state
-        outcome = _Outcome(flow_run_id=str(run.id))
-        if state is None or not state.is_completed():
-            message = (state.message if state else None) or "the publish run did not complete"
-            outcome.error, outcome.invalid = message, "AdapterInvalid" in message
-            return outcome
-        # the result may not be readable from this process (the run completed all the same)
-        with contextlib.suppress(Exception):
-            outcome.job_id = state.result().job_id
-        return outcome
+    def start(candidate: Candidate, base: str) -> Any:
+        for attempt in range(6):
+            try:
+                return run_deployment(
+                    name,
+                    parameters={
+                        **params,
+                        "source": candidate.source,
+                        "base_model": base,
+                        "model_name": candidate.model_name,
+                    },
+                    # the same key for the same scan and content: a retried start adds no run
+                    idempotency_key=f"fleet-{flow_run.id}-{candidate.fingerprint}",
+                    timeout=0,
+                )
+            except transient as exc:
+                logger.warning("Starting a publish run failed (%s); retrying", exc)
+                time.sleep(min(30, 2**attempt))
+        raise RuntimeError(f"Could not start a publish run for {candidate.source}")
 
-    return dispatch
+    pending = list(todo)
+    running: dict[Any, tuple[Candidate, str]] = {}
+    done: list[FleetEntry] = []
+    with get_client(sync_client=True) as client:
+        while pending or running:
+            while pending and len(running) < max_concurrent:
+                candidate, base = pending.pop(0)
+                running[start(candidate, base).id] = (candidate, base)
+            time.sleep(1)
+            try:
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(running)))
+                )
+            except transient as exc:  # a busy server: keep following the same runs
+                logger.warning("Reading the publish runs failed (%s); retrying", exc)
+                continue
+            for run in runs:
+                if run.state is None or not run.state.is_final():
+                    continue
+                candidate, base = running.pop(run.id)
+                message = None
+                if not run.state.is_completed():
+                    message = run.state.message or f"publish run {run.name} {run.state.name}"
+                done.append(
+                    _entry(candidate, base, run.id, message, "AdapterInvalid" in (message or ""))
+                )
+    return done
 
 
-def _subflow_dispatcher(
-    credentials: TogetherCredentials, shared: dict[str, Any]
-) -> Callable[[Candidate, str], _Outcome]:
-    def dispatch(candidate: Candidate, base: str) -> _Outcome:
+def _publish_as_subflows(
+    credentials: TogetherCredentials,
+    shared: dict[str, Any],
+    todo: list[tuple[Candidate, str]],
+    max_concurrent: int,
+) -> list[FleetEntry]:
+    def one(item: tuple[Candidate, str]) -> FleetEntry:
+        candidate, base = item
         state = publish_adapter(
             source=candidate.source,
             base_model=base,
@@ -792,16 +820,18 @@ def _subflow_dispatcher(
             return_state=True,
             **shared,
         )
-        outcome = _Outcome(flow_run_id=str(state.state_details.flow_run_id))
+        run_id = state.state_details.flow_run_id
         if state.is_completed():
-            outcome.job_id = state.result().job_id
-            return outcome
+            entry = _entry(candidate, base, run_id, None, False)
+            entry.job_id = state.result().job_id
+            return entry
         error = state.result(raise_on_failure=False)
-        outcome.error = str(error) if isinstance(error, BaseException) else state.message
-        outcome.invalid = isinstance(error, AdapterInvalid)
-        return outcome
+        message = str(error) if isinstance(error, BaseException) else (state.message or "failed")
+        return _entry(candidate, base, run_id, message, isinstance(error, AdapterInvalid))
 
-    return dispatch
+    with ThreadPoolExecutor(max_workers=max_concurrent) as pool:
+        # each subflow runs in a copy of this flow's context, so it is linked as a child run
+        return list(pool.map(lambda item: contextvars.copy_context().run(one, item), todo))
 
 
 REJECTED_PREFIX = "together-lora-rejected-"
@@ -816,7 +846,7 @@ def rejected_before(fingerprint: str) -> str | None:
     return value.get("reason") if isinstance(value, dict) else None
 
 
-def remember_rejection(candidate: Candidate, reason: str) -> None:
+def remember_rejection(candidate: Candidate | FleetEntry, reason: str) -> None:
     from prefect.variables import Variable
 
     try:

@@ -154,14 +154,21 @@ def stack(tmp_path_factory, local_s3) -> Iterator[dict[str, Any]]:
                 "HF_ENDPOINT": "http://127.0.0.1:9",
                 "PYTHONPATH": str(ROOT),
             }
+            # the README's post-training section, from a clean clone: python flows/serve.py
+            clone = work / "clone"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+            serve_command = next(
+                c for c in _readme_block("## Run it after your training job") if "serve.py" in c
+            )
+            assert serve_command.split("#")[0].split() == ["python", "flows/serve.py"]
             serve_log = (work / "serve.log").open("w")
             serve = subprocess.Popen(
-                [sys.executable, str(ROOT / "flows" / "serve.py")],
-                env=client_env,
+                [sys.executable, "flows/serve.py"],
+                env={**client_env, "PYTHONPATH": str(clone)},
                 stdout=serve_log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=ROOT,
+                cwd=clone,
             )
             wait_until(
                 lambda: len(_post(api, "/deployments/filter", {})) >= 2,
