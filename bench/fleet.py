@@ -69,6 +69,11 @@ def main() -> int:
         "PREFECT_HOME": str(work / "server"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{work}/prefect.db",
+        # services the scan does not use, off: the server shares the 2 cores with the workers
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
     }
     (work / "server").mkdir()
     try:
@@ -91,6 +96,9 @@ def main() -> int:
                 # workers ask for runs every 10 s by default: a run would wait that long
                 "PREFECT_WORKER_QUERY_SECONDS": "1",
                 "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+                # a SQLite server on the same 2 cores: keep its writes to states and events
+                # (flow-run logs stay on the workers); Postgres is the documented scale path
+                "PREFECT_LOGGING_TO_API_ENABLED": "false",
             }
             processes.append(
                 subprocess.Popen(
@@ -174,12 +182,15 @@ from prefect_together_lora.together.backend import ServingOptions
 from prefect_together_lora.options import JobOptions, SmokeOptions
 fast = dict(job={{"poll_initial_s": 0.2, "poll_factor": 1.2, "poll_max_s": 1.0}},
             smoke={{"enabled": False}}, serving={{"mode": "none"}})
-t = time.monotonic()
-one = run_deployment("publish-adapter/publish-adapter", poll_interval=1, parameters=dict(
-    source="s3://bench-fleet/single/a.zip", base_model={BASE!r}, model_name="bench-single",
-    **fast))
-single = time.monotonic() - t
-assert one.state.is_completed(), one.state
+singles = []
+for n in range(3):  # the median of three: one sample is a noisy yardstick
+    t = time.monotonic()
+    one = run_deployment("publish-adapter/publish-adapter", poll_interval=0.5, parameters=dict(
+        source="s3://bench-fleet/single/a.zip", base_model={BASE!r},
+        model_name=f"bench-single-{{n}}", **fast))
+    singles.append(time.monotonic() - t)
+    assert one.state.is_completed(), one.state
+single = sorted(singles)[1]
 t = time.monotonic()
 entries = publish_new_adapters(location="s3://bench-fleet/fleet/", base_model={BASE!r},
     name_prefix="bench", max_concurrent={args.adapters}, serving=ServingOptions(mode="none"),

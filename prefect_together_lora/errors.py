@@ -80,6 +80,10 @@ class ModelNotAvailable(NotFoundError):
     """``model_not_available``: unknown model, not ready yet, or needs a dedicated endpoint."""
 
 
+class PaymentRequired(TogetherError):
+    """402: the account's spending limit is reached or it has no credits."""
+
+
 class RateLimitError(TogetherError):
     """429: above the dynamic rate limit, still so after all retries."""
 
@@ -107,6 +111,7 @@ class UploadRejected(TogetherError):
 _STATUS_CLASSES: dict[int, type[TogetherError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
+    402: PaymentRequired,
     403: AuthenticationError,
     404: NotFoundError,
     409: ConflictError,
@@ -117,6 +122,7 @@ _STATUS_CLASSES: dict[int, type[TogetherError]] = {
 
 _HINTS: dict[type[TogetherError], str] = {
     AuthenticationError: "Check TOGETHER_API_KEY (or the TogetherCredentials block).",
+    PaymentRequired: "Raise the spending limit or add credits in Together's billing settings.",
     RateLimitError: "Lower the request rate or concurrency; limits are per org and model.",
     ServiceUnavailable: "Together is overloaded or the model is still loading; retry later.",
 }
@@ -161,6 +167,9 @@ def error_from_response(response: httpx.Response) -> TogetherError:
     cls: type[TogetherError]
     if code == "model_not_available":
         cls = ModelNotAvailable
+    elif status == 403 and any(w in message.lower() for w in ("token", "context")):
+        # Together answers 403 when prompt + max_tokens exceed the context length: not a key
+        cls = InvalidRequestError
     elif "model name already exists" in message.lower():
         cls = ModelNameTaken
     else:
@@ -201,6 +210,7 @@ class AdapterInvalid(TogetherLoraError):
 
     def __init__(self, findings: Sequence[Finding], source: str = "") -> None:
         self.findings = list(findings)
+        self.source = source
         errors = [f for f in self.findings if f.severity == "error"]
         lines = [
             f"- {f.code}: {f.message}" + (f" Hint: {f.hint}" if f.hint else "") for f in errors
@@ -209,6 +219,9 @@ class AdapterInvalid(TogetherLoraError):
         super().__init__(
             f"Adapter{where} is invalid ({len(errors)} error(s)):\n" + "\n".join(lines)
         )
+
+    def __reduce__(self) -> Any:  # a failed run's result, read from another process
+        return (type(self), (self.findings, self.source))
 
 
 class JobFailed(TogetherLoraError):

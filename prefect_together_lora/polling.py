@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from prefect_together_lora.client import TogetherClient
-from prefect_together_lora.errors import JobFailed, JobTimedOut, NotFoundError
+from prefect_together_lora.errors import (
+    JobFailed,
+    JobTimedOut,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TogetherConnectionError,
+)
 from prefect_together_lora.options import JobOptions
 from prefect_together_lora.schemas import Job, JobStatus, StatusUpdate
 from prefect_together_lora.together.backend import (
@@ -66,6 +73,10 @@ def poll_until(
         except NotFoundError:
             if clock() - start > pace.not_found_grace_s:
                 raise
+        except (ServerError, RateLimitError, TogetherConnectionError):
+            # a blip on the status route (its own retries exhausted) says nothing about the
+            # job: keep polling until the deadline, which then names the last known status
+            pass
         else:
             if done(last):
                 return last

@@ -44,7 +44,8 @@ class RetryPolicy:
         """Seconds to wait after failed ``attempt`` (1-based), from the server's hint or backoff."""
         if response is not None:
             hinted = retry_after_seconds(response.headers)
-            if hinted is not None and 0 <= hinted <= self.max_retry_after_s:
+            # as Together's SDKs do: a hint counts only when 0 < x <= 60 (0 = "use backoff")
+            if hinted is not None and 0 < hinted <= self.max_retry_after_s:
                 return hinted
         ceiling = min(self.max_delay_s, self.initial_delay_s * 2 ** (attempt - 1))
         return self.rng.uniform(0, ceiling)

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import socket
 import time
+from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -342,3 +344,33 @@ def test_status_messages_never_carry_a_signature() -> None:
     )
     assert "FAKESIGNATUREzz42" not in job.status_updates[0].message
     assert "http://127.0.0.1:9/bucket/a.zip?<redacted>" in job.status_updates[0].message
+
+
+def test_402_and_403_say_what_they_mean() -> None:
+    import pickle
+
+    from prefect_together_lora.errors import (
+        AdapterInvalid,
+        AuthenticationError,
+        InvalidRequestError,
+        PaymentRequired,
+        error_from_response,
+    )
+    from prefect_together_lora.schemas import Finding
+
+    def answer(status: int, message: str) -> Any:
+        body = {"error": {"message": message, "type": "invalid_request_error"}}
+        return error_from_response(
+            httpx.Response(status, json=body, request=httpx.Request("POST", "http://x/"))
+        )
+
+    paid = answer(402, "Credit limit exceeded")
+    assert isinstance(paid, PaymentRequired) and "spending limit" in paid.message
+    long = answer(403, "Input validation error: inputs tokens + max_new_tokens must be <= 8192")
+    assert isinstance(long, InvalidRequestError) and not isinstance(long, AuthenticationError)
+    assert "TOGETHER_API_KEY" not in long.message
+    assert isinstance(answer(403, "Forbidden"), AuthenticationError)
+    invalid = AdapterInvalid([Finding(code="X", severity="error", message="m")], "s3://b/a.zip")
+    again = pickle.loads(pickle.dumps(invalid))
+    assert type(again) is AdapterInvalid and again.findings == invalid.findings
+    assert str(again) == str(invalid)

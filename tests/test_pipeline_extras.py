@@ -16,6 +16,7 @@ from prefect_together_lora.errors import JobTimedOut, NotFoundError
 from prefect_together_lora.evaluation.dataset import EvalRow
 from prefect_together_lora.options import EvalOptions, JobOptions, SmokeOptions
 from prefect_together_lora.polling import wait_for_job
+from prefect_together_lora.retry import RetryPolicy
 from prefect_together_lora.smoke import run_smoke
 from prefect_together_lora.testing.adapters import write_adapter
 from tests.adapter_cases import catalog_entry
@@ -221,3 +222,15 @@ def test_evaluation_under_prefect_global_limits(prefect_harness, together_emulat
             ),
         )
     assert json.loads(report.model_dump_json())["asked"] == 8
+
+
+@pytest.mark.together_emulator(job_seconds=1.0)
+def test_a_503_blip_on_job_polling_does_not_fail_the_wait(together_emulator, local_hub) -> None:
+    """Six 503s in a row (more than the client's own retries) while the job runs: the wait
+    goes on and ends with the completed job."""
+    write_adapter(local_hub.repo("acme/blip"), BASE_8B)
+    with together_emulator.client(retry=RetryPolicy(max_attempts=2, initial_delay_s=0.01)) as c:
+        up = c.upload_adapter("blip", "acme/blip", BASE_8B)
+        together_emulator.admin.fault(rf"/v1/jobs/{up.job_id}", status=503, times=6)
+        job = wait_for_job(c, up.job_id, FAST_JOB)
+    assert job.status.value == "Complete"

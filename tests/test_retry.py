@@ -64,3 +64,11 @@ def test_backoff_is_exponential_full_jitter_and_capped() -> None:
 def test_max_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_retry_after_zero_means_backoff_not_at_once() -> None:
+    """Together's SDKs use a hint only when 0 < x <= 60: `Retry-After: 0` is no hint."""
+    policy = RetryPolicy(initial_delay_s=0.5, max_delay_s=8.0, rng=random.Random(7))
+    delays = [policy.delay(3, response(429, **{"retry-after": "0"})) for _ in range(20)]
+    assert all(0 <= d <= 2.0 for d in delays) and max(delays) > 0
+    assert policy.delay(1, response(429, **{"retry-after-ms": "0", "retry-after": "0"})) <= 0.5
