@@ -108,6 +108,21 @@ def test_console_script_and_usage() -> None:
     assert main(["bogus"]) == 2
 
 
+def publish_args(folder: Path, name: str, bucket: str, *extra: str) -> list[str]:
+    """``together-lora publish`` of a local folder, staged in ``bucket``."""
+    return [
+        "publish",
+        str(folder),
+        "--base-model",
+        BASE_8B,
+        "--name",
+        name,
+        "--staging-uri",
+        f"s3://{bucket}/stage",
+        *extra,
+    ]
+
+
 @pytest.mark.together_emulator(job_seconds=0.2)
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_publish_command(
@@ -117,21 +132,9 @@ def test_publish_command(
     monkeypatch.setenv("TOGETHER_BASE_URL", together_emulator.base_url)
     folder = write_adapter(tmp_path / "a", BASE_8B)
     code = main(
-        [
-            "publish",
-            str(folder),
-            "--base-model",
-            BASE_8B,
-            "--name",
-            "cli-lora",
-            "--staging-uri",
-            f"s3://{s3_bucket.bucket}/stage",
-            "--api",
-            api,
-            "--teardown",
-            "delete",
-            "--json",
-        ]
+        publish_args(
+            folder, "cli-lora", s3_bucket.bucket, "--api", api, "--teardown", "delete", "--json"
+        )
     )
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == 0, out
@@ -144,18 +147,7 @@ def test_publish_command(
         assert result["inference_model"] == "acme-research/cli-lora"
         assert {r["state"] for r in result["resources"]} <= {"deleted", "detached"}
     bad = main(
-        [
-            "publish",
-            str(folder),
-            "--base-model",
-            "acme/unknown",
-            "--name",
-            "x",
-            "--api",
-            api,
-            "--staging-uri",
-            f"s3://{s3_bucket.bucket}/stage",
-        ]
+        publish_args(folder, "x", s3_bucket.bucket, "--api", api, "--base-model", "acme/unknown")
     )
     assert bad == 1 and "BASE_MODEL_UNSUPPORTED" in capsys.readouterr().err
 
@@ -190,19 +182,7 @@ def test_publish_fails_fast_on_a_wrong_url_before_staging(
     monkeypatch.setenv("TOGETHER_API_KEY", "k")
     monkeypatch.setenv("TOGETHER_BASE_URL", "http://127.0.0.1:9")  # a wrong URL
     folder = write_adapter(tmp_path / "a", BASE_8B)
-    code = main(
-        [
-            "publish",
-            str(folder),
-            "--base-model",
-            BASE_8B,
-            "--name",
-            "wrong-url",
-            "--staging-uri",
-            f"s3://{s3_bucket.bucket}/stage",
-            "--json",
-        ]
-    )
+    code = main(publish_args(folder, "wrong-url", s3_bucket.bucket, "--json"))
     out = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(out)
     assert code == 2 and result["exit_code"] == 2, result
@@ -222,21 +202,16 @@ def test_publish_gate_failure_says_what_exists_on_together(
     eval_set.write_text(json.dumps({"id": "1", "prompt": "hi", "expected": "zzz"}) + "\n")
     folder = write_adapter(tmp_path / "a", BASE_8B)
     code = main(
-        [
-            "publish",
-            str(folder),
-            "--base-model",
-            BASE_8B,
-            "--name",
+        publish_args(
+            folder,
             "gated-cli",
-            "--staging-uri",
-            f"s3://{s3_bucket.bucket}/stage",
-            "--eval",
+            s3_bucket.bucket,
+            "--eval-set",
             str(eval_set),
             "--min-score",
             "0.99",
             "--json",
-        ]
+        )
     )
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])

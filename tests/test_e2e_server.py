@@ -239,24 +239,7 @@ def test_training_event_triggers_a_publish(stack) -> None:
         "eval_set": None,
         "description": "from event",
     }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "event",
-            "emit",
-            "together.lora.training.completed",
-            "--resource-id",
-            "together.lora.training.e2e-event-lora",
-            "--payload",
-            json.dumps(payload),
-        ],
-        env=stack["env"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    _emit(stack, "e2e-event-lora", payload)
     run = wait_until(
         lambda: completed(
             stack["api"],
