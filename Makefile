@@ -30,8 +30,9 @@ lint: install
 	$(BIN)/ruff check prefect_together_lora flows tests bench
 	$(BIN)/mypy
 
+# two workers (the tests mostly wait on local servers' clocks); a file's tests stay together
 test: install lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not slow"

@@ -250,6 +250,8 @@ class V2Backend(Backend):
     def poll_import(self, handle: AdapterHandle, cursor: str | None = None) -> ImportPoll:
         upload = self.client.get_upload(handle.job_id)
         raw = upload.status.removeprefix(UPLOAD_PREFIX)
+        status = self._import_status(handle, upload, raw)
+        # events after the status: whatever led to it is in the timeline of this very poll
         page, _ = self.client.upload_events(handle.job_id, cursor)
         fresh = [e for e in page if e.id != cursor]
         events = [
@@ -263,7 +265,6 @@ class V2Backend(Backend):
             for e in fresh
         ]
         next_cursor = fresh[-1].id if fresh else cursor
-        status = self._import_status(handle, upload, raw)
         return ImportPoll(status=status, events=events, cursor=next_cursor)
 
     def _import_status(self, handle: AdapterHandle, upload: RemoteUpload, raw: str) -> ImportStatus:

@@ -450,8 +450,8 @@ class V2State:
                 self._set(upload_id, "ERROR", f"importer crashed; restarting ({attempt})", attempt)
                 self._event(upload_id, "LEVEL_WARN", "upload.restarted", f"restart {attempt}")
                 if attempt > self.config.max_restarts:
-                    self._set(upload_id, "ERROR", "importer failed after the maximum restarts")
                     self._event(upload_id, "LEVEL_ERROR", "upload.failed", "out of restarts")
+                    self._set(upload_id, "ERROR", "importer failed after the maximum restarts")
                     return
                 if not self._sleep(total * 0.1):
                     return
@@ -461,8 +461,8 @@ class V2State:
                 try:
                     files = self.runner.fetch(doc["remote_url"], token, Path(tmp))
                 except JobFailure as exc:
-                    self._set(upload_id, "FAILED", str(exc))
                     self._event(upload_id, "LEVEL_ERROR", "download.failed", str(exc))
+                    self._set(upload_id, "FAILED", str(exc))
                     return
                 self._event(
                     upload_id,
@@ -487,17 +487,12 @@ class V2State:
                 "files": listing,
             }
             self.store.put("revision", revision)
-            self._set(upload_id, "SUCCEEDED", "revision created")
             self._event(upload_id, "LEVEL_INFO", "upload.succeeded", f"created {revision['id']}")
+            self._set(upload_id, "SUCCEEDED", "revision created")
             self._event(upload_id, "LEVEL_INFO", "validation.started", "validating the revision")
             if not self._sleep(total * 0.3):
                 return
-            revision.update(
-                validation="FAILED" if errors else "SUCCESS",
-                errors=errors,
-                validated_at=time.time(),
-            )
-            self.store.put("revision", revision)
+            # the event first, then the state, as a service logs what it is about to publish
             if errors:
                 self._event(
                     upload_id,
@@ -507,6 +502,12 @@ class V2State:
                 )
             else:
                 self._event(upload_id, "LEVEL_INFO", "validation.succeeded", "revision is valid")
+            revision.update(
+                validation="FAILED" if errors else "SUCCESS",
+                errors=errors,
+                validated_at=time.time(),
+            )
+            self.store.put("revision", revision)
         except Exception as exc:  # an emulator bug must still end the upload, visibly
             logger.exception("emulator upload %s crashed", upload_id)
             self._set(upload_id, "FAILED", f"internal error: {exc}")
