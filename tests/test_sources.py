@@ -8,6 +8,8 @@ import pytest
 
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.sources import AdapterSource, SourceKind
+from prefect_together_lora.testing.adapters import write_adapter
+from tests.helpers import BASE_8B
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,15 @@ def test_unknown_forms_list_the_accepted_ones(text, message) -> None:
             "no valid bucket",
             "not a Hub repo",
         )
+
+
+def test_local_hub_answers_unknown_api_kinds_with_404(local_hub) -> None:
+    """An unknown /api/<kind> (huggingface_hub asks e.g. /api/agent-harnesses and caches the
+    answer for a day in the user's HF cache) must be a 404, never a listing."""
+    import httpx
+
+    write_adapter(local_hub.repo("acme/known"), BASE_8B)
+    assert httpx.get(f"{local_hub.endpoint}/api/agent-harnesses").status_code == 404
+    assert httpx.get(f"{local_hub.endpoint}/api/agent-harnesses/acme/known").status_code == 404
+    listing = httpx.get(f"{local_hub.endpoint}/api/models", params={"author": "acme"})
+    assert listing.status_code == 200 and [m["id"] for m in listing.json()] == ["acme/known"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 CHUNK = 1 << 20
@@ -190,6 +190,7 @@ def create_hub_app(hub: LocalHub) -> FastAPI:
 
     @app.get("/api/{kind}")
     async def list_repos(kind: str, request: Request) -> Response:
+        _repo_type(kind)  # only models / datasets / spaces are listed; anything else is a 404
         author = request.query_params.get("author")
         base = hub.root / "datasets" if kind == "datasets" else hub.root
         repos = []
@@ -341,8 +342,16 @@ def create_hub_app(hub: LocalHub) -> FastAPI:
     return app
 
 
+REPO_KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
 def _repo_type(kind: str) -> str:
-    return "dataset" if kind == "datasets" else "model"
+    """The repo type of a ``/api/<kind>/...`` route. Any other kind is a 404: answering an
+    unknown route (huggingface_hub asks e.g. ``/api/agent-harnesses`` and caches the answer in
+    the user's HF cache for a day) would poison every later huggingface_hub call."""
+    if kind not in REPO_KINDS:
+        raise HTTPException(status_code=404, detail=f"Not found: /api/{kind}")
+    return REPO_KINDS[kind]
 
 
 def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
