@@ -53,3 +53,37 @@ def test_summary_describes_the_adapter(tmp_path: Path) -> None:
     assert (adapter.rank, adapter.alpha, adapter.layers, adapter.dtype) == (16, 16.0, 3, "BF16")
     assert adapter.target_modules == sorted(ALL_MODULES)
     assert adapter.parameters == 3 * 16 * (8192 + 5120 + 5120 + 8192 + 18432 * 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lora_alpha", float("nan")),
+        ("lora_alpha", float("inf")),
+        ("lora_alpha", -16),
+        ("lora_alpha", 0),
+        ("lora_alpha", "sixteen"),
+        ("target_modules", []),
+        ("layers_to_transform", "0"),
+    ],
+)
+def test_config_values_serving_would_choke_on(field, value, tmp_path: Path) -> None:
+    import json
+
+    from prefect_together_lora.cli import validation_json
+    from tests.adapter_cases import L8, _with_config
+
+    folder = _with_config(L8, **{field: value})(tmp_path / "a")
+    report = validate_source(str(folder), L8)
+    assert not report.valid and "CONFIG_VALUE_INVALID" in codes(report, "error"), report.findings
+    json.dumps(validation_json(report), allow_nan=False)  # never a bare NaN in --json
+
+
+def test_an_unreadably_long_integer_is_a_finding(tmp_path: Path) -> None:
+    from tests.adapter_cases import L8, _with_config
+
+    folder = _with_config(L8)(tmp_path / "a")
+    config = (folder / "adapter_config.json").read_text()
+    (folder / "adapter_config.json").write_text(config.replace('"r": 8', '"r": 1' + "0" * 5000))
+    report = validate_source(str(folder), L8)
+    assert "CONFIG_INVALID_JSON" in codes(report, "error")

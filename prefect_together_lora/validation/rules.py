@@ -8,6 +8,7 @@ Rules are pure: they look at an :class:`AdapterFiles` and the catalog, and do no
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -52,6 +53,7 @@ ALL_CODES = frozenset(
         "CONFIG_INVALID_JSON",
         "UNSUPPORTED_PEFT_TYPE",
         "CONFIG_MISSING_FIELD",
+        "CONFIG_VALUE_INVALID",
         "RANK_INVALID",
         "RANK_TOO_HIGH",
         "UNSUPPORTED_TASK_TYPE",
@@ -297,6 +299,13 @@ def parse_config(files: AdapterFiles, out: Findings) -> dict[str, Any] | None:
             "Re-save the adapter with save_pretrained() rather than editing the file by hand.",
         )
         return None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        out.error(
+            "CONFIG_INVALID_JSON",
+            f"adapter_config.json holds a value that cannot be read: {exc}.",
+            "Re-save the adapter with save_pretrained() rather than editing the file by hand.",
+        )
+        return None
     except RecursionError:
         out.error("CONFIG_INVALID_JSON", "adapter_config.json is nested too deeply.")
         return None
@@ -304,6 +313,52 @@ def parse_config(files: AdapterFiles, out: Findings) -> dict[str, Any] | None:
         out.error("CONFIG_INVALID_JSON", "adapter_config.json is not a JSON object.")
         return None
     return config
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _layer_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_config_values(config: dict[str, Any], out: Findings) -> None:
+    """Values serving engines compute with: a NaN or "sixteen" alpha, no target module, or a
+    string layer list would load (or crash) at serving time, never here."""
+    alpha = config.get("lora_alpha")
+    if alpha is not None and not _positive_number(alpha):
+        out.error(
+            "CONFIG_VALUE_INVALID",
+            f"lora_alpha is {alpha!r}; it must be a finite positive number (the LoRA "
+            "scaling is lora_alpha / r).",
+            "Set lora_alpha (commonly 2 x r) as a number, or re-save with peft.",
+        )
+    modules = config.get("target_modules")
+    if isinstance(modules, list) and not modules:
+        out.error(
+            "CONFIG_VALUE_INVALID",
+            "target_modules is empty: the adapter adapts nothing.",
+            "List the projections the adapter was trained on, e.g. q_proj, v_proj.",
+        )
+    elif modules is not None and not isinstance(modules, (str, list)):
+        out.error(
+            "CONFIG_VALUE_INVALID",
+            f"target_modules is {modules!r}; it must be a list of module names or a string.",
+        )
+    layers = config.get("layers_to_transform")
+    if layers is not None and not (
+        _layer_index(layers) or (isinstance(layers, list) and all(map(_layer_index, layers)))
+    ):
+        out.error(
+            "CONFIG_VALUE_INVALID",
+            f"layers_to_transform is {layers!r}; it must be a layer index or a list of them.",
+        )
 
 
 def check_config(
@@ -329,6 +384,7 @@ def check_config(
             "Re-save with a current peft; serving engines require r, lora_alpha and "
             "target_modules.",
         )
+    check_config_values(config, out)
     max_rank = options.max_rank or catalog.max_rank(spec)
     rank = config.get("r")
     if rank is not None:
@@ -741,9 +797,8 @@ def summarize(
     rank = config.get("r")
     return AdapterSummary(
         rank=rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
-        alpha=float(alpha)
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
-        else None,
+        # only a finite alpha: a NaN would print as a bare NaN in --json output
+        alpha=float(alpha) if alpha is not None and _positive_number(alpha) else None,
         target_modules=sorted(targets)
         if isinstance(targets, list) and all(isinstance(t, str) for t in targets)
         else ([targets] if isinstance(targets, str) else []),
