@@ -23,6 +23,7 @@ from pydantic import BaseModel, SecretStr
 
 from prefect_together_lora._version import __version__
 from prefect_together_lora.errors import (
+    GenerationTimedOut,
     ModelNameTaken,
     TogetherConnectionError,
     UploadRejected,
@@ -60,6 +61,7 @@ class Call:
     json: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     idempotent: bool = True
+    billed: bool = False  # a generation: a read timeout means it may still be running (billed)
 
 
 def source_identity(source: str) -> str:
@@ -165,7 +167,7 @@ class _ClientCore:
         if payload.get("stream"):
             raise ValueError("streaming is not supported by this client; omit stream=True")
         path = f"{API_V1}/chat/completions" if kind == "chat" else f"{API_V1}/completions"
-        return Call("POST", path, {"model": model, **payload})
+        return Call("POST", path, {"model": model, **payload}, billed=True)
 
     # -- parsers -----------------------------------------------------------------------------
 
@@ -178,7 +180,9 @@ class _ClientCore:
         message = body.get("message") if isinstance(body.get("message"), str) else None
         if not data.get("job_id"):
             text = message or "no data and no message"
-            if "already exists" in text.lower() and "name" in text.lower():
+            # "name already exists", or (a re-submit) "weights already exist": both mean an
+            # earlier upload holds it; the caller follows that job when it is ours
+            if "already exist" in text.lower():
                 raise ModelNameTaken(text, status_code=response.status_code)
             raise UploadRejected(
                 f"Together accepted the request but created no job: {text}",
@@ -242,6 +246,13 @@ class _ClientCore:
 
     def _after_error(self, call: Call, attempt: int, exc: httpx.TransportError) -> float:
         unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        if call.billed and isinstance(exc, httpx.ReadTimeout):
+            # re-sending would generate (and bill) the same answer again, and again
+            raise GenerationTimedOut(
+                f"{call.method} {call.path} got no answer within the read timeout; not "
+                "re-sent, since the generation may still be running and is billed. Raise "
+                "timeout_s (or lower max_tokens) for long generations."
+            ) from None
         if attempt >= self.retry.max_attempts or not (call.idempotent or unsent):
             raise TogetherConnectionError(
                 f"Could not reach Together at {self.base_url} for {call.method} {call.path} after "

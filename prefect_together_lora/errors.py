@@ -64,6 +64,11 @@ class TogetherConnectionError(TogetherError):
     """The API could not be reached (connection refused, reset, timed out) after all retries."""
 
 
+class GenerationTimedOut(TogetherConnectionError):
+    """A generation got no answer within the read timeout; not re-sent (it may still be
+    running, and it is billed)."""
+
+
 class AuthenticationError(TogetherError):
     """401/403: the API key is missing, invalid or lacks access."""
 

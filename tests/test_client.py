@@ -237,10 +237,45 @@ def test_200_without_data_is_upload_rejected(client, together_emulator) -> None:
         r"/v1/models",
         method="POST",
         status=200,
-        body={"message": "Model weights already exist for this repo"},
+        body={"message": "Could not process the request"},
     )
-    with pytest.raises(UploadRejected, match="already exist"):
+    with pytest.raises(UploadRejected, match="created no job"):
         client.upload_adapter("x", "acme/r", BASE)
+
+
+def test_weights_already_exist_follows_our_earlier_job(client, together_emulator) -> None:
+    """The re-submit case: HTTP 200, no data, "weights already exist" — our own earlier job
+    (same name, same source) is followed, not reported as a rejection."""
+    first = client.upload_adapter("resubmit", "acme/r", BASE)
+    together_emulator.admin.fault(
+        r"/v1/models",
+        method="POST",
+        status=200,
+        body={"message": "Model weights already exist for devuser/resubmit"},
+    )
+    again = client.upload_adapter("resubmit", "acme/r", BASE)
+    assert again.reconciled and again.job_id == first.job_id
+    together_emulator.admin.fault(
+        r"/v1/models",
+        method="POST",
+        status=200,
+        body={"message": "Model weights already exist"},
+    )
+    with pytest.raises(ModelNameTaken):  # not ours: a clear error, never a silent success
+        client.upload_adapter("someone-else", "acme/r", BASE)
+
+
+@pytest.mark.together_emulator(latency_ms=1500)
+def test_a_slow_generation_is_not_resent(together_emulator) -> None:
+    """A non-streamed answer slower than the read timeout: re-sending would generate and bill
+    it again; the client stops after one request and says why."""
+    from prefect_together_lora.errors import TogetherConnectionError
+
+    with together_emulator.client(timeout_s=0.3) as slow:
+        with pytest.raises(TogetherConnectionError, match="not re-sent"):
+            slow.chat(BASE, [{"role": "user", "content": "hi"}], max_tokens=4)
+    sent = together_emulator.admin.requests(method="POST", path="/v1/chat/completions")
+    assert len(sent) == 1
 
 
 @pytest.mark.parametrize("mode", ["error", "200"])

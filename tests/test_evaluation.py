@@ -389,3 +389,23 @@ def test_memory_store_roundtrip() -> None:
     store = MemoryAnswerStore()
     store.put("k", {"output": "x", "latency_s": 0.1, "error": None})
     assert store.get("k")["output"] == "x" and store.get("nope") is None
+
+
+@pytest.mark.together_emulator(job_seconds=60, latency_ms=1200)
+def test_a_slow_generation_is_an_error_not_a_retry_loop(together_emulator) -> None:
+    """Answers slower than the read timeout are recorded as errors after one request each:
+    asking again would generate (and bill) them again."""
+    complete_adapter(together_emulator)
+    rows = rows_and_scripts(together_emulator.admin, 2, adapter_right=2, base_right=0)
+
+    async def go():
+        async with AsyncTogetherClient(
+            together_emulator.api_key, together_emulator.base_url, timeout_s=0.3
+        ) as c:
+            return await run_eval(c, rows, ADAPTER, BASE_8B, EvalOptions(max_error_rate=0.0))
+
+    report = asyncio.run(go())
+    assert report.adapter_error_rate == 1.0 and not report.passed
+    assert "not re-sent" in (report.rows[0].adapter.error or "")
+    sent = together_emulator.admin.requests(method="POST", path="/v1/chat/completions")
+    assert len(sent) == 4  # 2 rows x 2 arms, each asked once

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from prefect_together_lora.client import AsyncTogetherClient
 from prefect_together_lora.errors import (
+    GenerationTimedOut,
     RateLimitError,
     ServerError,
     TogetherConnectionError,
@@ -138,6 +139,8 @@ class _Runner:
                 started = time.monotonic()
                 try:
                     reply = await self.client.chat(model, messages, **params)
+                except GenerationTimedOut as exc:  # asking again would bill it again
+                    return Answer(error=exc.message, latency_s=round(time.monotonic() - started, 4))
                 except TRANSIENT as exc:
                     if isinstance(exc, RateLimitError) or exc.status_code == 503:
                         self.limiter.on_throttle()
