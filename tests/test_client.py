@@ -271,9 +271,11 @@ def test_a_slow_generation_is_not_resent(together_emulator) -> None:
     it again; the client stops after one request and says why."""
     from prefect_together_lora.errors import TogetherConnectionError
 
-    with together_emulator.client(timeout_s=0.3) as slow:
-        with pytest.raises(TogetherConnectionError, match="not re-sent"):
-            slow.chat(BASE, [{"role": "user", "content": "hi"}], max_tokens=4)
+    with (
+        together_emulator.client(timeout_s=0.3) as slow,
+        pytest.raises(TogetherConnectionError, match="not re-sent"),
+    ):
+        slow.chat(BASE, [{"role": "user", "content": "hi"}], max_tokens=4)
     sent = together_emulator.admin.requests(method="POST", path="/v1/chat/completions")
     assert len(sent) == 1
 
