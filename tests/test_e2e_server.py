@@ -113,6 +113,9 @@ def stack(tmp_path_factory, local_s3) -> Iterator[dict[str, Any]]:
                 "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{server_home}/prefect.db",
                 "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                # SQLite on 2 busy cores: wait for the lock rather than answer 503
+                "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+                "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
             }
         )
         server_home.mkdir()
@@ -202,10 +205,25 @@ def _ok(url: str) -> bool:
         return False
 
 
+def _api(method: str, url: str, body: dict[str, Any]) -> Any:
+    """A call to the Prefect server, waiting out a busy SQLite server (503) as Prefect's own
+    client does."""
+    for attempt in range(8):
+        try:
+            response = httpx.request(method, url, json=body, timeout=30)
+        except httpx.TransportError:
+            if attempt == 7:
+                raise
+        else:
+            if response.status_code not in (429, 502, 503) or attempt == 7:
+                response.raise_for_status()
+                return response.json() if response.content else None
+        time.sleep(min(8.0, 0.5 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
 def _post(api: str, path: str, body: dict[str, Any]) -> Any:
-    response = httpx.post(f"{api}{path}", json=body, timeout=10)
-    response.raise_for_status()
-    return response.json()
+    return _api("POST", f"{api}{path}", body)
 
 
 def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
@@ -386,9 +404,7 @@ def test_deployment_gate_survives_a_trigger_and_optional_keys_may_be_omitted(sta
     )
     original = deployment["parameters"]
     gated = {**original, "evaluation": {"min_score": 0.99, "default_metric": "exact_match"}}
-    httpx.patch(
-        f"{api}/deployments/{deployment['id']}", json={"parameters": gated}
-    ).raise_for_status()
+    _api("PATCH", f"{api}/deployments/{deployment['id']}", {"parameters": gated})
     eval_path = stack["work"] / "gate.jsonl"
     eval_path.write_text(json.dumps({"id": "g1", "prompt": "Hi?", "expected": "zzz-never"}) + "\n")
     try:
@@ -435,9 +451,7 @@ def test_deployment_gate_survives_a_trigger_and_optional_keys_may_be_omitted(sta
         assert minimal["state_type"] == "COMPLETED", minimal["state"]
         assert "but no eval set, so it is not evaluated" in _report(api, minimal)
     finally:
-        httpx.patch(
-            f"{api}/deployments/{deployment['id']}", json={"parameters": original}
-        ).raise_for_status()
+        _api("PATCH", f"{api}/deployments/{deployment['id']}", {"parameters": original})
 
 
 def _readme_block(heading: str) -> list[str]:
