@@ -98,3 +98,60 @@ def test_local_hub_answers_unknown_api_kinds_with_404(local_hub) -> None:
     assert httpx.get(f"{local_hub.endpoint}/api/agent-harnesses/acme/known").status_code == 404
     listing = httpx.get(f"{local_hub.endpoint}/api/models", params={"author": "acme"})
     assert listing.status_code == 200 and [m["id"] for m in listing.json()] == ["acme/known"]
+
+
+class _Hostile:
+    """A loopback HTTP server whose bodies never end (ignoring Range) or trickle in."""
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+        import time
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                try:
+                    if self.path.split("?")[0] == "/endless":  # ignores Range, endless
+                        self.send_response(200)
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        while True:
+                            self.wfile.write(b"\0" * 65536)
+                    else:  # a proper 206 that drips a byte at a time
+                        self.send_response(206)
+                        self.send_header("Content-Range", "bytes 0-99/100")
+                        self.send_header("Content-Length", "100")
+                        self.end_headers()
+                        for _ in range(100):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_endless_or_dripping_sources_neither_fill_memory_nor_hang() -> None:
+    import time
+
+    from prefect_together_lora.sources.ranged import HttpRangeReader, ReadBudgetExceeded
+
+    with _Hostile() as base:
+        started = time.monotonic()
+        with pytest.raises(ReadBudgetExceeded, match="ignores Range"):
+            HttpRangeReader(f"{base}/endless?X-Amz-Signature=abc", max_bytes=1 << 20)
+        with pytest.raises(SourceError, match="did not finish") as slow:
+            HttpRangeReader(f"{base}/drip?X-Amz-Signature=abc", deadline_s=0.5, start_at_head=True)
+        assert time.monotonic() - started < 10
+        assert "abc" not in str(slow.value)  # the signature stays out of the message

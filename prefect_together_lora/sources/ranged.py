@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from typing import Any
 
 import httpx
@@ -153,6 +154,9 @@ class RangedReader(io.RawIOBase):
         return prefix + data[: length - len(prefix)]
 
 
+ERROR_BODY_BYTES = 64 * 1024
+
+
 class HttpRangeReader(RangedReader):
     """Ranged GETs on a URL (an S3 presigned URL, a Hub resolve URL): never HEAD."""
 
@@ -163,10 +167,12 @@ class HttpRangeReader(RangedReader):
         client: httpx.Client | None = None,
         headers: dict[str, str] | None = None,
         timeout_s: float = 30.0,
+        deadline_s: float = 60.0,
         buffer_size: int = DEFAULT_BUFFER,
         max_bytes: int = DEFAULT_MAX_BYTES,
         start_at_head: bool = False,
     ) -> None:
+        self.deadline_s = deadline_s
         self._url = SecretStr(secret_value(url) or "")
         self._display = strip_query(self._url.get_secret_value())
         self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=True)
@@ -179,30 +185,78 @@ class HttpRangeReader(RangedReader):
             self._client.close()
         super().close()
 
-    def _get(self, range_header: str) -> httpx.Response:
+    def _request(self, range_header: str) -> tuple[bytes, int | None]:
+        """One ranged GET, streamed: reading stops as soon as the body is longer than what was
+        asked for (or than the read budget, when the server ignores Range), and a body that
+        trickles in is cut at ``deadline_s``; an endless or dripping source can neither fill
+        memory nor hang validation."""
+        started = time.monotonic()
         try:
-            response = self._client.get(
-                self._url.get_secret_value(), headers={**self._headers, "Range": range_header}
-            )
+            with self._client.stream(
+                "GET",
+                self._url.get_secret_value(),
+                headers={**self._headers, "Range": range_header},
+            ) as response:
+                if response.status_code not in (200, 206):
+                    body = self._read_capped(response, ERROR_BODY_BYTES, started, truncate=True)
+                    answer = httpx.Response(
+                        response.status_code,
+                        headers=response.headers,
+                        content=body,
+                        request=response.request,
+                    )
+                    raise SourceError(http_error_message(self._display, answer))
+                self.etag = self.etag or response.headers.get("etag")
+                self.version_id = self.version_id or response.headers.get("x-amz-version-id")
+                whole = response.status_code == 200
+                limit = self.max_bytes - self.bytes_read if whole else _range_length(range_header)
+                body = self._read_capped(response, limit, started)
         except httpx.HTTPError as exc:
             raise SourceError(
                 f"Could not read {self._display}: {type(exc).__name__}: "
                 f"{redact(str(exc), [self._url])}"
             ) from None
-        if response.status_code not in (200, 206):
-            raise SourceError(http_error_message(self._display, response))
-        self.etag = self.etag or response.headers.get("etag")
-        self.version_id = self.version_id or response.headers.get("x-amz-version-id")
-        return response
+        if whole:
+            return body, None
+        return body, _total_size(response, self._display)
+
+    def _read_capped(
+        self, response: httpx.Response, limit: int, started: float, *, truncate: bool = False
+    ) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    break
+                if response.status_code == 200:
+                    raise ReadBudgetExceeded(
+                        f"{self._display} ignores Range requests and sends more than "
+                        f"{self.max_bytes} bytes; only metadata is read here."
+                    )
+                raise SourceError(
+                    f"{self._display} sent more than the {limit} bytes asked for; a server that "
+                    "does not honour Range cannot be validated header-only."
+                )
+            chunks.append(chunk)
+            if time.monotonic() - started > self.deadline_s:
+                raise SourceError(
+                    f"{self._display} did not finish sending {limit} bytes within "
+                    f"{self.deadline_s:.0f}s; the source is too slow or stalled."
+                )
+        return b"".join(chunks)
 
     def _describe(self) -> str:
         return self._display
 
-    def _request(self, range_header: str) -> tuple[bytes, int | None]:
-        response = self._get(range_header)
-        if response.status_code == 200:
-            return response.content, None
-        return response.content, _total_size(response, self._display)
+
+def _range_length(range_header: str) -> int:
+    """How many bytes ``bytes=-N`` or ``bytes=a-b`` asks for."""
+    spec = range_header.split("=", 1)[1]
+    first, _, last = spec.partition("-")
+    return int(last) if not first else int(last) - int(first) + 1
 
 
 class S3RangeReader(RangedReader):
