@@ -837,12 +837,16 @@ def _publish_as_subflows(
 REJECTED_PREFIX = "together-lora-rejected-"
 
 
+def _rejection_variable(fingerprint: str) -> str:
+    return REJECTED_PREFIX + digest(fingerprint)[:24]
+
+
 def rejected_before(fingerprint: str) -> str | None:
     """Why this exact content was rejected by an earlier scan (a Prefect Variable per
     rejected content, visible in the UI; delete it to retry), or None."""
     from prefect.variables import Variable
 
-    value = Variable.get(REJECTED_PREFIX + digest(fingerprint)[:24], default=None)
+    value = Variable.get(_rejection_variable(fingerprint), default=None)
     return value.get("reason") if isinstance(value, dict) else None
 
 
@@ -851,7 +855,7 @@ def remember_rejection(candidate: Candidate | FleetEntry, reason: str) -> None:
 
     try:
         Variable.set(
-            REJECTED_PREFIX + digest(candidate.fingerprint)[:24],
+            _rejection_variable(candidate.fingerprint),
             {"source": candidate.source, "reason": reason[:2000]},
             overwrite=True,
         )

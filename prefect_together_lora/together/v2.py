@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect_together_lora.client import source_identity
 from prefect_together_lora.errors import (
@@ -75,6 +75,48 @@ _LEVELS = {
 
 def bare(name: str) -> str:
     return name.rsplit("/", 1)[-1]
+
+
+_T = TypeVar("_T")
+# a create that failed this way may have happened (a lost answer) or exist already (a 409)
+LOST: tuple[type[TogetherError], ...] = (ServerError, TogetherConnectionError)
+EXISTS_OR_LOST: tuple[type[TogetherError], ...] = (ConflictError, InvalidRequestError, *LOST)
+
+
+def create_or_adopt(
+    create: Callable[[], _T],
+    find: Callable[[], _T | None],
+    failures: tuple[type[TogetherError], ...],
+) -> tuple[_T, TogetherError | None]:
+    """``create()``; when it fails with one of ``failures``, read back what exists instead
+    (creates are never re-sent). Returns the value and the failure that led to the read-back
+    (None when this call created it); re-raises when nothing is found."""
+    try:
+        return create(), None
+    except failures as exc:
+        found = find()
+        if found is None:
+            raise
+        return found, exc
+
+
+def _same_source(upload: RemoteUpload, wanted: str) -> bool:
+    url = upload.remote_url
+    return url is not None and source_identity(url.get_secret_value()) == wanted
+
+
+def _live(upload: RemoteUpload) -> bool:
+    """Not failed: pending, running, succeeded, or erroring with restarts left."""
+    return upload.status != UPLOAD_PREFIX + "FAILED" and not _exhausted(upload)
+
+
+def _exhausted(upload: RemoteUpload) -> bool:
+    """ERROR with no restart left: failed for good."""
+    return (
+        upload.status == UPLOAD_PREFIX + "ERROR"
+        and upload.max_restarts is not None
+        and (upload.restart_count or 0) >= upload.max_restarts
+    )
 
 
 class V2Backend(Backend):
@@ -182,21 +224,22 @@ class V2Backend(Backend):
         )
 
     def _ensure_record(self, name: str, base_id: str, description: str | None) -> tuple[Any, bool]:
-        try:
-            return self.client.create_model(name, base_id, description), True
-        except (ConflictError, InvalidRequestError, ServerError, TogetherConnectionError) as exc:
-            exists = "already exists" in exc.message.lower() or isinstance(exc, ConflictError)
-            # a lost or failed create may still have created it: read back before deciding
-            record = self._find_record(name)
-            if record is None:
-                raise
-            if record.base_model_id not in (None, base_id) or not record.is_adapter:
-                raise ModelNameTaken(
-                    f"Model name '{record.name}' already exists in this project with base "
-                    f"{record.base_model_id} and weights type {record.weights.type}; this adapter "
-                    f"needs base {base_id}. Choose another name, or name_suffix='auto'."
-                ) from None
-            return record, not exists
+        record, failure = create_or_adopt(
+            lambda: self.client.create_model(name, base_id, description),
+            lambda: self._find_record(name),
+            EXISTS_OR_LOST,
+        )
+        if failure is None:
+            return record, True
+        if record.base_model_id not in (None, base_id) or not record.is_adapter:
+            raise ModelNameTaken(
+                f"Model name '{record.name}' already exists in this project with base "
+                f"{record.base_model_id} and weights type {record.weights.type}; this adapter "
+                f"needs base {base_id}. Choose another name, or name_suffix='auto'."
+            ) from None
+        # a lost answer to our own create is still ours; an existing name is not
+        exists = isinstance(failure, ConflictError) or "already exists" in failure.message.lower()
+        return record, not exists
 
     def _find_record(self, name: str) -> Any:
         for record in self.client.list_models():
@@ -204,19 +247,19 @@ class V2Backend(Backend):
                 return record
         return None
 
+    def _uploads_of(self, model_id: str) -> list[RemoteUpload]:
+        """The record's remote uploads, newest first."""
+        mine = [u for u in self.client.list_uploads() if u.model_id == model_id]
+        mine.sort(key=lambda u: u.created_at.timestamp() if u.created_at else 0.0, reverse=True)
+        return mine
+
     def _existing_upload(self, model_id: str, wanted: str, model_name: str) -> RemoteUpload | None:
         """Our earlier upload of the same source for this record (followed, never repeated);
         a record already holding other weights is a name clash (v2 keeps no versions)."""
-        mine = [u for u in self.client.list_uploads() if u.model_id == model_id]
-        mine.sort(key=lambda u: u.created_at.timestamp() if u.created_at else 0.0, reverse=True)
-        for upload in mine:
-            same = upload.remote_url is not None and (
-                source_identity(upload.remote_url.get_secret_value()) == wanted
-            )
-            state = upload.status.removeprefix(UPLOAD_PREFIX)
-            if same and state != "FAILED" and not self._exhausted(upload):
+        for upload in self._uploads_of(model_id):
+            if _same_source(upload, wanted) and _live(upload):
                 return upload
-            if not same and state == "SUCCEEDED":
+            if not _same_source(upload, wanted) and upload.status == UPLOAD_PREFIX + "SUCCEEDED":
                 raise ModelNameTaken(
                     f"Model '{model_name}' already holds weights uploaded from "
                     f"{upload.source_redacted}; Together keeps no adapter versions. Choose "
@@ -225,27 +268,15 @@ class V2Backend(Backend):
         return None
 
     def _create_upload(self, model_id: str, spec: AdapterSpec, wanted: str) -> RemoteUpload:
-        try:
-            return self.client.create_upload(model_id, spec.source_url, spec.hf_token)
-        except (ServerError, TogetherConnectionError):
-            # the create may have gone through before the answer was lost: adopt it
-            for upload in self.client.list_uploads():
-                if (
-                    upload.model_id == model_id
-                    and upload.remote_url is not None
-                    and source_identity(upload.remote_url.get_secret_value()) == wanted
-                    and upload.status.removeprefix(UPLOAD_PREFIX) != "FAILED"
-                ):
-                    return upload
-            raise
-
-    @staticmethod
-    def _exhausted(upload: RemoteUpload) -> bool:
-        return (
-            upload.status.removeprefix(UPLOAD_PREFIX) == "ERROR"
-            and upload.max_restarts is not None
-            and (upload.restart_count or 0) >= upload.max_restarts
+        upload, _ = create_or_adopt(
+            lambda: self.client.create_upload(model_id, spec.source_url, spec.hf_token),
+            lambda: next(
+                (u for u in self._uploads_of(model_id) if _same_source(u, wanted) and _live(u)),
+                None,
+            ),
+            LOST,
         )
+        return upload
 
     def poll_import(self, handle: AdapterHandle, cursor: str | None = None) -> ImportPoll:
         upload = self.client.get_upload(handle.job_id)
@@ -271,7 +302,7 @@ class V2Backend(Backend):
         retries = upload.restart_count
         if raw == "PENDING":
             return ImportStatus(state=ImportState.PENDING, raw=upload.status, retries=retries)
-        if raw == "RUNNING" or (raw == "ERROR" and not self._exhausted(upload)):
+        if raw == "RUNNING" or (raw == "ERROR" and not _exhausted(upload)):
             return ImportStatus(
                 state=ImportState.RUNNING,
                 raw=upload.status,
@@ -622,15 +653,13 @@ class V2Backend(Backend):
         return self._report("attach", handle, options, endpoint, deployment, attachment, resources)
 
     def _ensure_endpoint(self, name: str, resources: list[Resource], owned: bool) -> Endpoint:
-        try:
-            endpoint = self.client.create_endpoint(name)
-            created = True
-        except (ConflictError, InvalidRequestError, ServerError, TogetherConnectionError):
-            # 409 (exists) or a lost create: the same name is ours to reuse, as `tg` does
-            existing = [e for e in self.client.list_endpoints() if bare(e.name) == name]
-            if not existing:
-                raise
-            endpoint, created = existing[0], owned
+        # 409 (exists) or a lost create: the same name is ours to reuse, as `tg` does
+        endpoint, failure = create_or_adopt(
+            lambda: self.client.create_endpoint(name),
+            lambda: next((e for e in self.client.list_endpoints() if bare(e.name) == name), None),
+            EXISTS_OR_LOST,
+        )
+        created = failure is None or owned
         resources.append(
             Resource(kind="endpoint", id=endpoint.id, name=endpoint.name, created=created)
         )
@@ -645,16 +674,20 @@ class V2Backend(Backend):
         options: ServingOptions,
         resources: list[Resource],
     ) -> Deployment:
-        existing = [d for d in self.client.list_deployments(endpoint.id) if bare(d.name) == name]
-        if existing:
-            deployment, created = existing[0], resources[-1].created
+        def named() -> Deployment | None:
+            deployments = self.client.list_deployments(endpoint.id)
+            return next((d for d in deployments if bare(d.name) == name), None)
+
+        existing = named()
+        if existing is not None:  # an earlier attempt's: scale it back up if it was stopped
+            deployment, created = existing, resources[-1].created
             if deployment.state == STOPPED and deployment.autoscaling.max_replicas == 0:
                 deployment = self.client.scale_deployment(
                     endpoint.id, deployment.id, options.min_replicas, options.max_replicas
                 )
         else:
-            try:
-                deployment = self.client.create_deployment(
+            deployment, _ = create_or_adopt(
+                lambda: self.client.create_deployment(
                     endpoint.id,
                     name,
                     model=model,
@@ -662,14 +695,10 @@ class V2Backend(Backend):
                     min_replicas=options.min_replicas,
                     max_replicas=options.max_replicas,
                     inactive_timeout=options.inactive_timeout_min,
-                )
-            except (ServerError, TogetherConnectionError):
-                found = [
-                    d for d in self.client.list_deployments(endpoint.id) if bare(d.name) == name
-                ]
-                if not found:
-                    raise
-                deployment = found[0]
+                ),
+                named,
+                LOST,
+            )
             created = True
         resources.append(
             Resource(

@@ -10,8 +10,10 @@ the resource and applying the change once more, never by re-sending the stale wr
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -40,6 +42,7 @@ from prefect_together_lora.together.v2_schemas import (
     Whoami,
 )
 
+_IDENTITIES: dict[tuple[str, str], Whoami] = {}
 _M = TypeVar("_M", bound=BaseModel)
 _R = TypeVar("_R")
 PAGE_LIMIT = 100
@@ -67,15 +70,9 @@ class TogetherV2Client(SyncHttpClient):
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        retry = retry or RetryPolicy()
         # 409 means a stale etag or an existing name here: re-sending the same write is wrong
-        retry = RetryPolicy(
-            max_attempts=retry.max_attempts,
-            initial_delay_s=retry.initial_delay_s,
-            max_delay_s=retry.max_delay_s,
-            max_retry_after_s=retry.max_retry_after_s,
-            retry_statuses=frozenset(retry.retry_statuses) - {409},
-        )
+        policy = retry or RetryPolicy()
+        retry = replace(policy, retry_statuses=policy.retry_statuses - {409})
         super().__init__(
             api_key,
             base_url,
@@ -93,7 +90,15 @@ class TogetherV2Client(SyncHttpClient):
         return Whoami.model_validate(self.send(Call("GET", "/v3/whoami")).json())
 
     def _identify(self) -> None:
-        me = self.whoami()
+        # a key's identity does not change: one whoami per host and key in this process,
+        # not one per task
+        cache_key = (
+            self.base_url,
+            hashlib.sha256(self._api_key.get_secret_value().encode()).hexdigest(),
+        )
+        me = _IDENTITIES.get(cache_key)
+        if me is None:
+            me = _IDENTITIES[cache_key] = self.whoami()
         if me.project is not None and self._project_id in (None, me.project.id):
             self._project_id, self._project_slug = me.project.id, me.project.slug
             return

@@ -1041,35 +1041,26 @@ class V2State:
                 if e["weight"] > 0 and e["deploymentId"] in deps
             ]
             if not weighted:
-                if deps and all(
-                    self.deployment_state(d)[0] in (DEP + "STOPPED", DEP + "STOPPING")
-                    for d in deps.values()
-                ):
-                    return V2Error(
-                        400,
-                        f"endpoint {model} is not ready: all deployments are stopped",
-                        "endpoint_not_ready",
-                    )
-                return V2Error(
-                    400,
-                    f"endpoint {model} has no deployment receiving traffic",
-                    "endpoint_not_configured",
-                )
+                return self._not_serving(model, list(deps.values()), "receiving traffic")
             candidates = weighted
         ready = [d for d in candidates if self.deployment_state(d)[0] == DEP + "READY"]
         if not ready:
-            if all(
-                self.deployment_state(d)[0] in (DEP + "STOPPED", DEP + "STOPPING")
-                for d in candidates
-            ):
-                return V2Error(
-                    400,
-                    f"endpoint {model} is not ready: all deployments are stopped",
-                    "endpoint_not_ready",
-                )
-            return V2Error(400, f"endpoint {model} has no ready replica", "endpoint_not_configured")
+            return self._not_serving(model, candidates, "with a ready replica")
         dep = ready[0]
         return self._identity(dep), dep["id"]
+
+    def _not_serving(self, model: str, deps: list[dict[str, Any]], lacking: str) -> V2Error:
+        """Together's two answers: every deployment stopped (not ready), or none to route to."""
+        stopped = (DEP + "STOPPED", DEP + "STOPPING")
+        if deps and all(self.deployment_state(d)[0] in stopped for d in deps):
+            return V2Error(
+                400,
+                f"endpoint {model} is not ready: all deployments are stopped",
+                "endpoint_not_ready",
+            )
+        return V2Error(
+            400, f"endpoint {model} has no deployment {lacking}", "endpoint_not_configured"
+        )
 
     def _identity(self, dep: dict[str, Any]) -> str:
         base = base_by_weights(dep["model_id"])
