@@ -14,7 +14,6 @@ To add a backend: one module implementing :class:`Backend`, plus one line in
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Literal
@@ -202,10 +201,6 @@ class ServingReport(BaseModel):
     ready_after_s: float = 0.0
     resources: list[Resource] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-
-
-OnImport = Callable[[ImportPoll], None]
-OnServing = Callable[[str], None]
 
 
 class Backend(abc.ABC):
