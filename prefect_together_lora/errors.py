@@ -206,6 +206,11 @@ class SourceError(TogetherLoraError):
     """The adapter source is malformed or cannot be read (wrong form, unreachable, forbidden)."""
 
 
+class ArchiveCorrupt(SourceError):
+    """The bytes arrived but are not a sound archive (structure, limits, truncation): the
+    archive must be re-created, which is a different fix from an unreachable source."""
+
+
 class PresignError(TogetherLoraError):
     """A presigned URL could not be produced with the lifetime Together needs."""
 

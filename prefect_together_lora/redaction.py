@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
@@ -31,7 +32,9 @@ def strip_query(url: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str | SecretStr | None] = ()) -> str:
-    """Mask known secrets, URL query strings, bearer tokens and token-shaped strings in ``text``."""
+    """Mask known secrets, URL query strings, bearer tokens and token-shaped strings in ``text``
+    (which also leaves as valid UTF-8: a lone surrogate from hostile input becomes U+FFFD)."""
+    text = _SURROGATE.sub("\ufffd", text)
     for secret in secrets:
         value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         if value and len(value) >= 4:

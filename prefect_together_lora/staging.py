@@ -1,5 +1,5 @@
-"""Package local folders and S3 folders as one zip (files at the root) and put it in S3 under a
-content-addressed key, because Together fetches a single archive through a presigned URL.
+"""Package the adapter files of a local folder or an S3 folder as one zip (files at the root) and
+put it in S3 under a content-addressed key: Together fetches one archive by presigned URL.
 
 The zip is deterministic (sorted names, fixed timestamps), so the same adapter always gives the
 same sha256 and key, and an existing key is never uploaded again. Data streams through a
@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -22,8 +22,7 @@ from pydantic import BaseModel
 
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
-from prefect_together_lora.sources.archive import is_junk
-from prefect_together_lora.sources.local import file_sha256
+from prefect_together_lora.sources.local import adapter_files, file_sha256, wanted
 from prefect_together_lora.sources.s3 import head_object, list_objects, make_s3_client
 
 STAGING_ENV = "TOGETHER_LORA_STAGING_URI"
@@ -60,10 +59,6 @@ def staging_location(staging_uri: str | None) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _skip(relative: str) -> bool:
-    return is_junk(relative) or any(part.startswith(".") for part in relative.split("/"))
-
-
 def write_zip(entries: Iterator[tuple[str, Callable[[], IO[bytes]]]], out: IO[bytes]) -> None:
     """A deterministic zip of ``(name, opener)`` entries; safetensors stored, the rest deflated."""
     with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
@@ -77,22 +72,22 @@ def write_zip(entries: Iterator[tuple[str, Callable[[], IO[bytes]]]], out: IO[by
                 shutil.copyfileobj(src, dst, _CHUNK)
 
 
-def _folder_entries(folder: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder).as_posix()
-        if path.is_file() and not _skip(relative):
-            yield relative, partial(_open_file, path)
+def _folder_entries(
+    folder: Path, extra_files: Sequence[str]
+) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    for relative, path in adapter_files(folder, extra_files):
+        yield relative, partial(_open_file, path)
 
 
 def _s3_entries(
-    client: Any, bucket: str, prefix: str
+    client: Any, bucket: str, prefix: str, extra_files: Sequence[str]
 ) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
     objects = list_objects(client, bucket, prefix)
     if not objects:
         raise SourceError(f"s3://{bucket}/{prefix} holds no objects.")
     for obj in objects:
         relative = obj.key[len(prefix) :].lstrip("/")
-        if relative and not obj.key.endswith("/") and not _skip(relative):
+        if relative and not obj.key.endswith("/") and wanted(relative, extra_files):
             yield relative, partial(_s3_body, client, bucket, obj.key)
 
 
@@ -166,9 +161,11 @@ def stage_source(
     *,
     s3_client: Any | None = None,
     progress: Progress | None = None,
+    extra_files: Sequence[str] = (),
 ) -> StagedArchive:
     """Put a local folder, a local archive or an S3 folder in S3 as one archive;
-    ``progress(sent, total)`` hears about the upload every 10 %."""
+    ``progress(sent, total)`` hears about the upload every 10 %. From a folder, only the two
+    adapter files are packed, plus files matching the ``extra_files`` glob patterns."""
     if not source.needs_staging:
         raise SourceError(f"{source.display} does not need staging.")
     bucket, prefix = staging_location(staging_uri)
@@ -184,10 +181,10 @@ def stage_source(
         with tmp.open("wb") as out:
             if source.kind == SourceKind.LOCAL_DIR:
                 assert source.path
-                write_zip(_folder_entries(Path(source.path)), out)
+                write_zip(_folder_entries(Path(source.path), extra_files), out)
             else:
                 assert source.bucket is not None and source.key is not None
-                write_zip(_s3_entries(client, source.bucket, source.key), out)
+                write_zip(_s3_entries(client, source.bucket, source.key, extra_files), out)
         digest = file_sha256(tmp)
         key = "/".join(p for p in (prefix, f"{digest}.zip") if p)
         return _put_if_absent(client, tmp, bucket, key, digest, progress)

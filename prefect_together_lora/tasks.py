@@ -141,9 +141,13 @@ def retry_on_crash(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=retry_on_crash,
 )
 def stage(
-    source: AdapterSource, staging_uri: str | None = None, aws_credentials_block: str | None = None
+    source: AdapterSource,
+    staging_uri: str | None = None,
+    aws_credentials_block: str | None = None,
+    extra_files: list[str] | None = None,
 ) -> AdapterSource:
-    """Package a local folder/archive or an S3 folder as one archive in S3."""
+    """Package a local folder/archive or an S3 folder as one archive in S3 (from a folder:
+    the adapter files, plus files matching the ``extra_files`` glob patterns)."""
     logger = _logger()
 
     def progress(sent: int, total: int) -> None:
@@ -155,7 +159,11 @@ def stage(
         )
 
     staged = stage_source(
-        source, staging_uri, s3_client=s3_client_for(aws_credentials_block), progress=progress
+        source,
+        staging_uri,
+        s3_client=s3_client_for(aws_credentials_block),
+        progress=progress,
+        extra_files=extra_files or (),
     )
     logger.info(
         "Staged %s as %s (%s, %d bytes)",

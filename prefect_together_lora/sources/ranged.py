@@ -8,10 +8,15 @@ and the total is capped, so a hostile server can neither hang nor flood us.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import ipaddress
 import re
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -22,6 +27,80 @@ from prefect_together_lora.redaction import redact, secret_value, strip_query
 DEFAULT_BUFFER = 64 * 1024
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+MAX_REDIRECTS = 5
+
+
+class UrlRefused(SourceError):
+    """A source URL points where the plugin must never send a request (cloud metadata, ...)."""
+
+
+def check_fetchable(url: str) -> None:
+    """Refuse, before any request, a URL whose scheme is not http(s) or whose host is (or
+    resolves to) a link-local address (169.254.169.254 is every cloud's metadata service), an
+    unspecified, multicast or reserved one. Loopback and private hosts stay allowed: local S3
+    servers, MinIO and the emulator live there."""
+    parts = urlsplit(url)
+    display = strip_query(url)
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused(f"'{display}' is not an http(s) URL; only http(s) sources are fetched.")
+    host = (parts.hostname or "").strip("[]")
+    if not host:
+        raise UrlRefused(f"'{display}' names no host.")
+    addresses: set[str] = set()
+    try:
+        addresses.add(str(ipaddress.ip_address(host)))
+    except ValueError:
+        if host.endswith((".internal", ".local")) or host == "metadata":
+            raise UrlRefused(_refusal(display, host)) from None
+        with contextlib.suppress(OSError, UnicodeError):
+            addresses |= {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        if (
+            address.is_link_local
+            or address.is_unspecified
+            or address.is_multicast
+            or address.is_reserved
+        ):
+            raise UrlRefused(_refusal(display, host))
+
+
+def _refusal(display: str, host: str) -> str:
+    return (
+        f"'{display}' points at {host}, a link-local, metadata or reserved address: adapter "
+        "sources are never fetched from there. Use s3://bucket/key or a presigned S3 URL."
+    )
+
+
+@contextlib.contextmanager
+def get_stream(
+    client: httpx.Client, url: str, headers: dict[str, str] | None = None
+) -> Iterator[httpx.Response]:
+    """A streamed GET that follows at most ``MAX_REDIRECTS`` redirects itself, checking every
+    hop with :func:`check_fetchable` (httpx's own following would not)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        check_fetchable(url)
+        with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+            if not response.is_redirect:
+                yield response
+                return
+            location = response.headers.get("location")
+        if not location:
+            raise SourceError(f"{strip_query(url)} answered a redirect without a Location.")
+        url = str(httpx.URL(url).join(location))
+    raise SourceError(
+        f"{strip_query(url)}: more than {MAX_REDIRECTS} redirects (a redirect loop?); "
+        "give the final URL of the archive."
+    )
+
+
+def safe_http_client(timeout_s: float = 30.0) -> httpx.Client:
+    """The client for adapter sources: redirects are followed by :func:`get_stream` only."""
+    return httpx.Client(timeout=timeout_s, follow_redirects=False)
 
 
 class ReadBudgetExceeded(SourceError):
@@ -175,7 +254,7 @@ class HttpRangeReader(RangedReader):
         self.deadline_s = deadline_s
         self._url = SecretStr(secret_value(url) or "")
         self._display = strip_query(self._url.get_secret_value())
-        self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=True)
+        self._client = client or safe_http_client(timeout_s)
         self._owns_client = client is None
         self._headers = dict(headers or {})
         super().__init__(buffer_size=buffer_size, max_bytes=max_bytes, start_at_head=start_at_head)
@@ -192,8 +271,8 @@ class HttpRangeReader(RangedReader):
         memory nor hang validation."""
         started = time.monotonic()
         try:
-            with self._client.stream(
-                "GET",
+            with get_stream(
+                self._client,
                 self._url.get_secret_value(),
                 headers={**self._headers, "Range": range_header},
             ) as response:
@@ -311,13 +390,11 @@ def _total_size(response: httpx.Response, display: str) -> int:
 
 
 def http_error_message(display: str, response: httpx.Response) -> str:
-    code = ""
+    """Status, S3 error code and a hint: never the body's free text, which a hostile or
+    misconfigured server controls (and which may echo the request's signature)."""
     text = response.text[:2000] if response.content else ""
-    found = re.search(r"<Code>([^<]+)</Code>", text)
-    message = re.search(r"<Message>([^<]+)</Message>", text)
-    if found:
-        code = f" {found.group(1)}"
-    detail = f": {message.group(1)}" if message else ""
+    found = re.fullmatch(r"[A-Za-z0-9.]{1,64}", _xml_code(text))
+    code = f" {found.group(0)}" if found else ""
     hint = ""
     if response.status_code == 403:
         hint = (
@@ -328,4 +405,9 @@ def http_error_message(display: str, response: httpx.Response) -> str:
         hint = " The object does not exist: check the bucket and key."
     elif response.status_code == 416:
         hint = " The object is empty."
-    return f"GET on {display} returned {response.status_code}{code}{detail}.{hint}"
+    return f"GET on {display} returned {response.status_code}{code}.{hint}"
+
+
+def _xml_code(text: str) -> str:
+    found = re.search(r"<Code>([^<]{1,64})</Code>", text)
+    return found.group(1) if found else ""

@@ -19,9 +19,11 @@ from prefect_together_lora.errors import SourceError
 from prefect_together_lora.redaction import strip_query
 from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
 from prefect_together_lora.sources.archive import (
+    DEFAULT_DEADLINE_S,
     AdapterFiles,
     CountingFile,
     CountingStream,
+    gzip_trailer_problem,
     read_directory,
     read_s3_folder,
     read_tar,
@@ -29,7 +31,13 @@ from prefect_together_lora.sources.archive import (
 )
 from prefect_together_lora.sources.hf import read_hub, resolve_revision
 from prefect_together_lora.sources.local import file_sha256, folder_fingerprint
-from prefect_together_lora.sources.ranged import HttpRangeReader, RangedReader, http_error_message
+from prefect_together_lora.sources.ranged import (
+    HttpRangeReader,
+    RangedReader,
+    get_stream,
+    http_error_message,
+    safe_http_client,
+)
 from prefect_together_lora.sources.s3 import (
     DEFAULT_LIFETIME_S,
     head_object,
@@ -172,9 +180,11 @@ def read_adapter_files(
     http_client: httpx.Client | None = None,
     s3_client: Any | None = None,
     sample_bytes: int = 0,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> AdapterFiles:
     """Read members, config and safetensors header — never the weights (with
-    ``sample_bytes``, also that many bytes of the data region, for the optional T9 rule)."""
+    ``sample_bytes``, also that many bytes of the data region, for the optional T9 rule);
+    reading an archive gives up after ``deadline_s``."""
     source = resolved.source
     if source.kind == SourceKind.HUB:
         assert source.repo_id and resolved.revision_sha
@@ -190,21 +200,21 @@ def read_adapter_files(
         files = read_directory(Path(source.path), sample_bytes)
     elif source.kind == SourceKind.LOCAL_ARCHIVE:
         assert source.path
-        files = _read_local_archive(Path(source.path), sample_bytes)
+        files = _read_local_archive(Path(source.path), sample_bytes, deadline_s)
     elif source.kind == SourceKind.S3_PREFIX:
         assert source.bucket is not None
         files = read_s3_folder(
             s3_client or make_s3_client(), source.bucket, source.key or "", sample_bytes
         )
     elif resolved.url is not None:
-        files = _read_remote_archive(resolved.url, source, http_client, sample_bytes)
+        files = _read_remote_archive(resolved.url, source, http_client, sample_bytes, deadline_s)
     else:
         raise SourceError(f"{source.display} cannot be read before it is staged and signed.")
     files.fingerprint = resolved.fingerprint
     return files
 
 
-def _read_local_archive(path: Path, sample_bytes: int) -> AdapterFiles:
+def _read_local_archive(path: Path, sample_bytes: int, deadline_s: float) -> AdapterFiles:
     with path.open("rb") as raw, CountingFile(raw) as fh:
         head = fh.read(512)
         detected = detect_format(head)
@@ -213,34 +223,51 @@ def _read_local_archive(path: Path, sample_bytes: int) -> AdapterFiles:
             raise FormatMismatch(expected, detected)
         fh.seek(0)
         if detected == "zip":
-            files = read_zip(fh, sample_bytes=sample_bytes)
+            files = read_zip(fh, sample_bytes=sample_bytes, deadline_s=deadline_s)
         else:
             files = read_tar(
-                fh, stream=detected == "tar.gz", fmt=detected, sample_bytes=sample_bytes
+                fh,
+                stream=detected == "tar.gz",
+                fmt=detected,
+                sample_bytes=sample_bytes,
+                deadline_s=deadline_s,
             )
+        if detected == "tar.gz":
+            fh.seek(max(0, path.stat().st_size - 8))
+            _check_gzip_trailer(files, fh.read(8))
         files.bytes_read = fh.bytes_read
         files.requests = 0
     return files
 
 
+def _check_gzip_trailer(files: AdapterFiles, trailer: bytes) -> None:
+    problem = gzip_trailer_problem(trailer)
+    if problem:
+        files.notes.append(f"archive is truncated or corrupt: {problem}")
+
+
 def _read_remote_archive(
-    url: SecretStr, source: AdapterSource, client: httpx.Client | None, sample_bytes: int
+    url: SecretStr,
+    source: AdapterSource,
+    client: httpx.Client | None,
+    sample_bytes: int,
+    deadline_s: float,
 ) -> AdapterFiles:
     expected = source.archive_format
     if expected == "tar.gz":
-        return _stream_tar_gz(url, client, sample_bytes)
-    reader = HttpRangeReader(url, client=client)
+        return _stream_tar_gz(url, client, sample_bytes, deadline_s)
+    reader = HttpRangeReader(url, client=client, deadline_s=deadline_s)
     try:
         detected = _sniff(reader)
         if detected not in ("zip", "tar", "tar.gz") or (expected and expected != detected):
             raise FormatMismatch(expected, detected)
         if detected == "tar.gz":
             reader.close()
-            return _stream_tar_gz(url, client, sample_bytes)
+            return _stream_tar_gz(url, client, sample_bytes, deadline_s)
         if detected == "zip":
-            files = read_zip(reader, sample_bytes=sample_bytes)
+            files = read_zip(reader, sample_bytes=sample_bytes, deadline_s=deadline_s)
         else:
-            files = read_tar(reader, stream=False, sample_bytes=sample_bytes)
+            files = read_tar(reader, stream=False, sample_bytes=sample_bytes, deadline_s=deadline_s)
         files.bytes_read, files.requests = reader.bytes_read, reader.requests
         return files
     finally:
@@ -261,12 +288,17 @@ def _sniff(reader: RangedReader) -> str:
 
 
 def _stream_tar_gz(
-    url: SecretStr, client: httpx.Client | None, sample_bytes: int = 0
+    url: SecretStr,
+    client: httpx.Client | None,
+    sample_bytes: int = 0,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> AdapterFiles:
+    """One streamed GET, abandoned once both adapter members are read, plus one ranged GET of
+    the last 8 bytes: the gzip trailer that tells a whole archive from a cut one."""
     own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(30.0), follow_redirects=True)
+    http = client or safe_http_client()
     try:
-        with http.stream("GET", url.get_secret_value()) as response:
+        with get_stream(http, url.get_secret_value()) as response:
             if response.status_code != 200:
                 response.read()
                 raise SourceError(http_error_message(strip_query(url.get_secret_value()), response))
@@ -274,10 +306,17 @@ def _stream_tar_gz(
             first = next(chunks, b"")
             if not first.startswith(b"\x1f\x8b"):
                 raise FormatMismatch("tar.gz", detect_format(first))
-            stream = CountingStream(itertools.chain([first], chunks))
-            files = read_tar(stream, stream=True, fmt="tar.gz", sample_bytes=sample_bytes)
+            stream = CountingStream(itertools.chain([first], chunks), deadline_s=deadline_s)
+            files = read_tar(
+                stream, stream=True, fmt="tar.gz", sample_bytes=sample_bytes, deadline_s=deadline_s
+            )
             files.bytes_read, files.requests = stream.bytes_read, 1
-            return files
+        with HttpRangeReader(url, client=http, buffer_size=8, deadline_s=deadline_s) as tail:
+            tail.seek(max(0, tail.size - 8))
+            _check_gzip_trailer(files, tail.read(8))
+            files.bytes_read += tail.bytes_read
+            files.requests += tail.requests
+        return files
     except httpx.HTTPError as exc:
         raise SourceError(f"Could not stream the archive: {type(exc).__name__}") from None
     finally:

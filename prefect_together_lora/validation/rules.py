@@ -24,12 +24,17 @@ from prefect_together_lora.sources.archive import (
     normalize_member,
 )
 from prefect_together_lora.validation.catalog import BaseModelSpec, Catalog
-from prefect_together_lora.validation.safetensors import SafetensorsHeader
+from prefect_together_lora.validation.safetensors import SafetensorsHeader, has_lone_surrogate
 
 RULES_VERSION = "2026.11.2"
 SUPPORTED_DTYPES = {"F16", "BF16", "F32"}
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4}
-UNREADABLE_CODES = {"S3_UNREACHABLE", "HF_REPO_INACCESSIBLE", "SOURCE_UNREADABLE"}
+UNREADABLE_CODES = {
+    "S3_UNREACHABLE",
+    "HF_REPO_INACCESSIBLE",
+    "SOURCE_UNREADABLE",
+    "SOURCE_URL_REFUSED",
+}
 # Every code a finding can carry (stable: flows and tests assert on them).
 ALL_CODES = frozenset(
     {
@@ -39,11 +44,13 @@ ALL_CODES = frozenset(
         "S3_URL_NOT_PUBLIC",
         "S3_UNREACHABLE",
         "SOURCE_UNREADABLE",
+        "SOURCE_URL_REFUSED",
         "ARCHIVE_FORMAT",
         "ARCHIVE_NESTED",
         "ARCHIVE_UNSAFE_ENTRY",
         "ARCHIVE_TRUNCATED",
         "ARCHIVE_CORRUPT",
+        "ARCHIVE_UNCHECKABLE",
         "HF_REPO_INACCESSIBLE",
         "HF_REVISION_MOVED",
         "HF_ADAPTER_NOT_AT_ROOT",
@@ -94,6 +101,7 @@ class ValidationOptions:
     min_url_lifetime_s: int = 100 * 60 + 10 * 60  # Together's 100 min, plus a margin
     check_data: bool = False  # T9: sample lora_B values (reads sample_bytes of weights)
     sample_bytes: int = 1 << 20
+    read_deadline_s: float = 60.0  # reading an archive's metadata gives up after this
 
 
 _NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+][^()]*\)\s*[*+{]")
@@ -162,6 +170,8 @@ def check_layout(files: AdapterFiles, out: Findings, *, hub: bool = False) -> No
             or ".." in re.split(r"[\\/]", name)
         ):
             unsafe.append(f"{name} (absolute path or '..')")
+        elif member.kind not in ("file", "dir"):
+            unsafe.append(f"{name} ({member.kind}: links and special files are never extracted)")
         elif member.encrypted:
             unsafe.append(f"{name} (encrypted)")
         elif member.method is not None and member.method not in (0, 8):
@@ -180,6 +190,11 @@ def check_layout(files: AdapterFiles, out: Findings, *, hub: bool = False) -> No
     if len(unsafe) > _MAX_LISTED:
         out.error("ARCHIVE_UNSAFE_ENTRY", f"{len(unsafe) - _MAX_LISTED} more unsafe entries.")
 
+    if unsafe and any(
+        m.kind not in ("file", "dir") and normalize_member(m.name) in (CONFIG, WEIGHTS)
+        for m in files.members
+    ):
+        return  # an adapter file that is a link: that is the finding, not "missing"
     names = [
         normalize_member(m.name)
         for m in files.members
@@ -282,6 +297,14 @@ def parse_config(files: AdapterFiles, out: Findings) -> dict[str, Any] | None:
         )
         return None
     raw = files.config or b""
+    if has_lone_surrogate(raw):
+        out.error(
+            "CONFIG_INVALID_JSON",
+            "adapter_config.json escapes a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is "
+            "not text.",
+            "Re-save the adapter with save_pretrained().",
+        )
+        return None
     try:
         config = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

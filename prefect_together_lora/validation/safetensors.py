@@ -8,6 +8,7 @@ from deep inside ``json`` or arithmetic on hostile numbers.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def parse_header(raw: bytes, file_size: int | None) -> SafetensorsHeader:
     n = len(raw)
     if raw[:1] != b"{":
         raise HeaderProblem("header JSON does not start with '{'")
+    _check_json_size(raw)
     try:
         document = json.loads(raw.decode("utf-8").rstrip(" "))
     except UnicodeDecodeError:
@@ -132,7 +134,43 @@ def parse_header(raw: bytes, file_size: int | None) -> SafetensorsHeader:
         raise HeaderProblem("header JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise HeaderProblem("header JSON is not an object")
+    if has_lone_surrogate(raw):
+        # serde_json (the reference parser) refuses these, and they crash any UTF-8 output
+        raise HeaderProblem("header holds a \\u escape of a lone UTF-16 surrogate (not text)")
     return tensors_from_document(document, n, file_size)
+
+
+# Each tensor entry is one object and two arrays of at most 8 numbers: these bounds are far
+# above any adapter and far below what would let a 25 MB header of `{},{},…` take a gigabyte.
+_MAX_OBJECTS = MAX_TENSORS + 2
+_MAX_ARRAYS = 2 * MAX_TENSORS + 2
+_MAX_VALUES = 16 * MAX_TENSORS
+
+
+def _check_json_size(raw: bytes) -> None:
+    """Count structure bytes before json builds a Python object per value (strings may
+    contain them too, which only makes this stricter for names full of braces)."""
+    if raw.count(b"{") > _MAX_OBJECTS or raw.count(b"[") > _MAX_ARRAYS:
+        raise HeaderProblem(f"header holds more objects or arrays than {MAX_TENSORS:,} tensors")
+    if raw.count(b",") > _MAX_VALUES:
+        raise HeaderProblem(f"header holds more values than {MAX_TENSORS:,} tensors can")
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def has_lone_surrogate(raw: bytes) -> bool:
+    """True when JSON text escapes a UTF-16 surrogate that is not half of a pair: Python's
+    json accepts it, and the str it yields cannot be encoded, printed or stored as UTF-8."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return False
+    try:
+        json.dumps(json.loads(raw.decode("utf-8", "replace")), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def tensors_from_document(
@@ -175,7 +213,7 @@ def _tensor(name: str, entry: Any) -> TensorInfo:
     if not isinstance(entry, dict):
         raise HeaderProblem(f"entry '{name[:100]}' is not an object")
     dtype = entry.get("dtype")
-    if dtype not in DTYPE_BITS:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise HeaderProblem(f"tensor '{name[:100]}' has unknown dtype {str(dtype)[:20]!r}")
     shape = entry.get("shape")
     if (

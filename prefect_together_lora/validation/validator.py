@@ -7,12 +7,13 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from prefect_together_lora.errors import SourceError
+from prefect_together_lora.errors import ArchiveCorrupt, SourceError
 from prefect_together_lora.redaction import redact
 from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.sources import SourceKind
-from prefect_together_lora.sources.archive import AdapterFiles
+from prefect_together_lora.sources.archive import AdapterFiles, ArchiveUncheckable
 from prefect_together_lora.sources.hf import HubAccessError
+from prefect_together_lora.sources.ranged import UrlRefused
 from prefect_together_lora.sources.resolve import (
     FormatMismatch,
     ResolvedSource,
@@ -117,6 +118,7 @@ def validate_resolved(
                 http_client=http_client,
                 s3_client=s3_client,
                 sample_bytes=options.sample_bytes if options.check_data else 0,
+                deadline_s=options.read_deadline_s,
             )
         except FormatMismatch as exc:
             out.error(
@@ -126,6 +128,22 @@ def validate_resolved(
             )
         except HubAccessError as exc:
             out.error("HF_REPO_INACCESSIBLE", exc.message)
+        except UrlRefused as exc:
+            out.error("SOURCE_URL_REFUSED", exc.message)
+        except ArchiveUncheckable as exc:
+            out.error(
+                "ARCHIVE_UNCHECKABLE",
+                exc.message,
+                "Archive only the adapter files, e.g. `tar czf adapter.tar.gz -C out "
+                "adapter_config.json adapter_model.safetensors`, or upload a .zip "
+                "(read by ranges, whatever else it holds).",
+            )
+        except ArchiveCorrupt as exc:
+            out.error(
+                "ARCHIVE_CORRUPT",
+                f"The archive is not sound: {exc.message}.",
+                "Re-create the archive with zip or tar from the adapter folder.",
+            )
         except SourceError as exc:
             code = "S3_UNREACHABLE" if resolved.url is not None else "SOURCE_UNREADABLE"
             out.error(code, exc.message)
@@ -141,7 +159,11 @@ def validate_resolved(
         check_layout(files, out, hub=resolved.source.kind == SourceKind.HUB)
         for note in files.notes:
             if "truncated or corrupt" in note:
-                out.warning("ARCHIVE_TRUNCATED", f"The archive is {note}.")
+                out.error(
+                    "ARCHIVE_TRUNCATED",
+                    f"The archive is {note}.",
+                    "Together would fail to unpack it: upload the archive again, whole.",
+                )
     if files is not None and not out.has_errors and spec is not None:
         config = parse_config(files, out)
         if config is not None:
@@ -192,31 +214,34 @@ def validate_source(
     """Parse, resolve (presign S3 archives, pin Hub revisions) and validate any source form.
     A source that cannot even be resolved gives a report with one unreadable-class finding."""
     from prefect_together_lora.errors import PresignError
-    from prefect_together_lora.redaction import strip_query
     from prefect_together_lora.sources import AdapterSource
+    from prefect_together_lora.sources.ranged import check_fetchable
     from prefect_together_lora.sources.resolve import resolve_source
 
+    findings = Findings()
     try:
         parsed = AdapterSource.parse(source)
+        if parsed.url is not None:
+            # a URL that fails the presigned-URL checks is refused before any request
+            check_url(parsed.url.get_secret_value(), findings, options or ValidationOptions())
+            if findings.has_errors:
+                return _unresolved(source, base_model, findings)
+            check_fetchable(parsed.url.get_secret_value())
         resolved = resolve_source(
             parsed, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
         )
     except (SourceError, PresignError) as exc:
         if isinstance(exc, HubAccessError):
             code = "HF_REPO_INACCESSIBLE"
+        elif isinstance(exc, UrlRefused):
+            code = "SOURCE_URL_REFUSED"
         elif source.strip().startswith(("s3://", "https://", "http://")):
             code = "S3_UNREACHABLE"
         else:
             code = "SOURCE_UNREADABLE"
         findings = Findings()
         findings.error(code, exc.message)
-        return ValidationReport(
-            source=strip_query(source.strip()),
-            base_model=base_model,
-            findings=findings.items,
-            fingerprint="",
-            rules_version=RULES_VERSION,
-        )
+        return _unresolved(source, base_model, findings)
     return validate_resolved(
         resolved,
         base_model,
@@ -225,4 +250,16 @@ def validate_source(
         hf_token=hf_token,
         hf_endpoint=hf_endpoint,
         s3_client=s3_client,
+    )
+
+
+def _unresolved(source: str, base_model: str, findings: Findings) -> ValidationReport:
+    from prefect_together_lora.redaction import strip_query
+
+    return ValidationReport(
+        source=strip_query(source.strip()),
+        base_model=base_model,
+        findings=findings.items,
+        fingerprint="",
+        rules_version=RULES_VERSION,
     )
