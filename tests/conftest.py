@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,79 @@ def prefect_harness() -> Iterator[Path]:
 @pytest.fixture
 def prefect_home() -> Path:
     return PREFECT_HOME
+
+
+# --- the reliability suite: every case says what it expects and what it saw ----------------------
+# `make reliability` runs the tests marked `reliability` with --reliability-table, which prints
+# (case, expected, observed, pass) and last `reliability: <passed>/<total> cases`.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-table",
+        action="store_true",
+        help="print the reliability suite's table of cases after the run",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "reliability(expected): a case of the reliability suite, with its expected outcome",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("reliability")
+        if marker is not None and marker.args:
+            item.user_properties.append(("expected", str(marker.args[0])))
+
+
+class Case:
+    """What a reliability case expected and what it observed, for the table."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._item = item
+
+    def expect(self, text: str) -> None:
+        self._item.user_properties.append(("expected", text))
+
+    def saw(self, text: str) -> None:
+        self._item.user_properties.append(("observed", text))
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest) -> Case:
+    return Case(request.node)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    props = dict(report.user_properties)
+    if "expected" not in props:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        observed = props.get("observed") or ("as expected" if report.passed else "")
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message if crash is not None else str(report.longrepr)
+            observed = f"{observed} | {message}" if observed else message
+        rows = _RELIABILITY_ROWS
+        rows.append((report.nodeid, str(props["expected"]), str(observed), report.passed))
+
+
+_RELIABILITY_ROWS: list[tuple[str, str, str, bool]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not config.getoption("--reliability-table"):
+        return
+    rows = sorted(_RELIABILITY_ROWS)
+    write = terminalreporter.write_line
+    write("")
+    write(f"{'case':<66} {'expected':<30} {'observed':<60} pass")
+    for nodeid, expected, observed, passed in rows:
+        name = nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+        line = " ".join(observed.split())
+        write(f"{name[:66]:<66} {expected[:30]:<30} {line[:60]:<60} {'yes' if passed else 'NO'}")
+    write(f"reliability: {sum(1 for r in rows if r[3])}/{len(rows)} cases")

@@ -365,13 +365,11 @@ def read_directory(path: Path, sample_bytes: int = 0) -> AdapterFiles:
     members = []
     for item in sorted(path.rglob("*")):
         rel = item.relative_to(path).as_posix()
-        members.append(
-            Member(
-                rel + ("/" if item.is_dir() else ""),
-                0 if item.is_dir() else item.stat().st_size,
-                item.is_dir(),
-            )
-        )
+        try:
+            size = 0 if item.is_dir() else item.stat().st_size
+        except OSError:  # a dangling link: never staged, nothing to list
+            continue
+        members.append(Member(rel + ("/" if item.is_dir() else ""), size, item.is_dir()))
         if len(members) > MAX_MEMBERS:
             raise ArchiveCorrupt(f"folder has more than {MAX_MEMBERS:,} entries")
     files = AdapterFiles("dir", members)

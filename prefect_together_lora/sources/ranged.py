@@ -245,8 +245,8 @@ class HttpRangeReader(RangedReader):
         *,
         client: httpx.Client | None = None,
         headers: dict[str, str] | None = None,
-        timeout_s: float = 30.0,
-        deadline_s: float = 60.0,
+        timeout_s: float = 10.0,
+        deadline_s: float = 15.0,
         buffer_size: int = DEFAULT_BUFFER,
         max_bytes: int = DEFAULT_MAX_BYTES,
         start_at_head: bool = False,
@@ -254,7 +254,7 @@ class HttpRangeReader(RangedReader):
         self.deadline_s = deadline_s
         self._url = SecretStr(secret_value(url) or "")
         self._display = strip_query(self._url.get_secret_value())
-        self._client = client or safe_http_client(timeout_s)
+        self._client = client or safe_http_client(min(timeout_s, deadline_s))
         self._owns_client = client is None
         self._headers = dict(headers or {})
         super().__init__(buffer_size=buffer_size, max_bytes=max_bytes, start_at_head=start_at_head)

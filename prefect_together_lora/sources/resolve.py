@@ -296,7 +296,7 @@ def _stream_tar_gz(
     """One streamed GET, abandoned once both adapter members are read, plus one ranged GET of
     the last 8 bytes: the gzip trailer that tells a whole archive from a cut one."""
     own = client is None
-    http = client or safe_http_client()
+    http = client or safe_http_client(min(30.0, deadline_s))
     try:
         with get_stream(http, url.get_secret_value()) as response:
             if response.status_code != 200:

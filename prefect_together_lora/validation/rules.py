@@ -101,7 +101,7 @@ class ValidationOptions:
     min_url_lifetime_s: int = 100 * 60 + 10 * 60  # Together's 100 min, plus a margin
     check_data: bool = False  # T9: sample lora_B values (reads sample_bytes of weights)
     sample_bytes: int = 1 << 20
-    read_deadline_s: float = 60.0  # reading an archive's metadata gives up after this
+    read_deadline_s: float = 15.0  # reading an archive's metadata gives up after this
 
 
 _NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+][^()]*\)\s*[*+{]")

@@ -222,11 +222,12 @@ def validate_source(
     try:
         parsed = AdapterSource.parse(source)
         if parsed.url is not None:
-            # a URL that fails the presigned-URL checks is refused before any request
+            # a URL that points somewhere forbidden or fails the presigned-URL checks is
+            # refused before any request
+            check_fetchable(parsed.url.get_secret_value())
             check_url(parsed.url.get_secret_value(), findings, options or ValidationOptions())
             if findings.has_errors:
                 return _unresolved(source, base_model, findings)
-            check_fetchable(parsed.url.get_secret_value())
         resolved = resolve_source(
             parsed, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
         )
