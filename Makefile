@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: install test lint unit demo bench clean
+.PHONY: install test lint unit demo bench reliability clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: install
 # two workers (the tests mostly wait on local servers' clocks); a file's tests stay together
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
+# the reliability suite alone (its cases also run in `make test`): faults on both backends,
+# hostile input from every source kind, the secrets audit; prints a table and a last line
+# `reliability: <passed>/<total> cases`
+reliability: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m reliability --reliability-table
 
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not slow"

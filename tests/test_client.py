@@ -129,6 +129,7 @@ def test_transient_errors_are_retried_then_succeed(client, together_emulator) ->
     assert statuses == [503, 503, 200]
 
 
+@pytest.mark.reliability("429 with Retry-After: waited, then answered")
 def test_retry_after_is_honoured(client, together_emulator) -> None:
     together_emulator.admin.fault(
         r"/v1/models", method="GET", status=429, headers={"retry-after": "0.4"}
@@ -148,6 +149,7 @@ def test_retry_after_is_honoured(client, together_emulator) -> None:
         (502, ServerError),
     ],
 )
+@pytest.mark.reliability("typed error once retries are spent")
 def test_exhausted_retries_raise_the_precise_error(
     client, together_emulator, status, error
 ) -> None:
@@ -158,6 +160,7 @@ def test_exhausted_retries_raise_the_precise_error(
     assert len(together_emulator.admin.requests(path="/v1/jobs")) == FAST.max_attempts
 
 
+@pytest.mark.reliability("dropped connection retried")
 def test_dropped_connections_are_retried(client, together_emulator) -> None:
     together_emulator.admin.fault(r"/v1/jobs", drop="before", times=2)
     assert client.list_jobs() == []
@@ -232,6 +235,7 @@ def test_flat_upload_response_is_accepted() -> None:
     assert (up.job_id, up.model_name) == ("job-9", "u/x")
 
 
+@pytest.mark.reliability("200 without data: UploadRejected")
 def test_200_without_data_is_upload_rejected(client, together_emulator) -> None:
     together_emulator.admin.fault(
         r"/v1/models",
@@ -243,6 +247,7 @@ def test_200_without_data_is_upload_rejected(client, together_emulator) -> None:
         client.upload_adapter("x", "acme/r", BASE)
 
 
+@pytest.mark.reliability("weights exist: follows our job")
 def test_weights_already_exist_follows_our_earlier_job(client, together_emulator) -> None:
     """The re-submit case: HTTP 200, no data, "weights already exist" — our own earlier job
     (same name, same source) is followed, not reported as a rejection."""
@@ -266,6 +271,7 @@ def test_weights_already_exist_follows_our_earlier_job(client, together_emulator
 
 
 @pytest.mark.together_emulator(latency_ms=1500)
+@pytest.mark.reliability("slow generation sent once, typed")
 def test_a_slow_generation_is_not_resent(together_emulator) -> None:
     """A non-streamed answer slower than the read timeout: re-sending would generate and bill
     it again; the client stops after one request and says why."""
@@ -300,6 +306,7 @@ def test_duplicate_name_other_source_is_model_name_taken(client, together_emulat
     assert "FAKESIGNATUREzz42" not in text  # the other source's signature is not revealed
 
 
+@pytest.mark.reliability("lost POST answer: one job")
 def test_lost_upload_response_is_reconciled(client, together_emulator) -> None:
     together_emulator.admin.fault(r"/v1/models", method="POST", drop="after")
     up = client.upload_adapter("lost", SIGNED, BASE)
@@ -329,6 +336,7 @@ def test_non_enum_status_is_kept_and_non_terminal(client, together_emulator) -> 
         raise AssertionError("never saw Processing")
 
 
+@pytest.mark.reliability("no secret in reprs or messages")
 def test_secrets_never_in_reprs_or_messages(client, together_emulator, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     up = client.upload_adapter("sec", SecretStr(SIGNED), BASE, hf_token=SecretStr("hf_" + "x" * 34))
@@ -383,6 +391,7 @@ def test_status_messages_never_carry_a_signature() -> None:
     assert "http://127.0.0.1:9/bucket/a.zip?<redacted>" in job.status_updates[0].message
 
 
+@pytest.mark.reliability("402/403 name their cause")
 def test_402_and_403_say_what_they_mean() -> None:
     import pickle
 

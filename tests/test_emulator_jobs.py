@@ -149,6 +149,7 @@ def test_hub_repo_with_adapter_in_subfolder_fails(
     assert "checkpoint-500" in failure_message(job)
 
 
+@pytest.mark.reliability("emulator restart: state kept")
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     from prefect_together_lora.client import TogetherClient
     from prefect_together_lora.testing.emulator import run_emulator

@@ -306,6 +306,7 @@ def test_resume_asks_nothing_twice(together_emulator, tmp_path: Path) -> None:
 
 
 @pytest.mark.together_emulator(job_seconds=60)
+@pytest.mark.reliability("evaluation killed mid-run: resumed")
 def test_failure_mid_run_then_resume(together_emulator, tmp_path: Path) -> None:
     complete_adapter(together_emulator)
     rows = rows_and_scripts(together_emulator.admin, 8, adapter_right=8, base_right=0)
@@ -347,6 +348,7 @@ def test_failure_mid_run_then_resume(together_emulator, tmp_path: Path) -> None:
 
 
 @pytest.mark.together_emulator(job_seconds=60)
+@pytest.mark.reliability("429 storm in evaluation: no row lost")
 def test_429_storm_loses_no_row(together_emulator) -> None:
     complete_adapter(together_emulator)
     rows = rows_and_scripts(together_emulator.admin, 30, adapter_right=30, base_right=10)
@@ -392,6 +394,7 @@ def test_memory_store_roundtrip() -> None:
 
 
 @pytest.mark.together_emulator(job_seconds=60, latency_ms=1200)
+@pytest.mark.reliability("slow answer: an error, no re-billing")
 def test_a_slow_generation_is_an_error_not_a_retry_loop(together_emulator) -> None:
     """Answers slower than the read timeout are recorded as errors after one request each:
     asking again would generate (and bill) them again."""

@@ -67,6 +67,7 @@ def test_header_parser_never_crashes_on_bytes(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=0, max_value=2**64 - 1), st.binary(max_size=512))
+@pytest.mark.reliability("any header length: never trusted")
 def test_header_length_field_is_never_trusted(n: int, rest: bytes) -> None:
     parse_bytes(struct.pack("<Q", n) + rest)
 
@@ -146,6 +147,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(st.sampled_from(["zip", "zip-stored", "tar", "tar.gz"]), st.randoms(use_true_random=False))
+@pytest.mark.reliability("mutated archives: findings, no crash")
 def test_mutated_archives_always_give_findings(archives, tmp_path, kind, rng) -> None:
     suffix = {"zip-stored": "zip"}.get(kind, kind)
     validate_bytes(mutate(archives[kind], rng), suffix, tmp_path)
@@ -242,6 +244,7 @@ def test_named_header_cases(data: bytes, reason: str) -> None:
         parse_header(raw, len(data))
 
 
+@pytest.mark.reliability("zip bomb: finding, bounded memory")
 def test_zip_bomb_costs_bounded_memory(tmp_path: Path) -> None:
     """A deflated config of 200 MB of spaces and a 'header' claiming 20 MB of zeros."""
     bomb = tmp_path / "bomb.zip"

@@ -29,6 +29,7 @@ FAST_JOB = JobOptions(poll_initial_s=0.05, poll_max_s=0.1, max_wait_s=10, not_fo
 
 
 @pytest.mark.together_emulator(job_seconds=0.2)
+@pytest.mark.reliability("404 right after submit: tolerated")
 def test_404_right_after_submit_is_tolerated(together_emulator, local_hub) -> None:
     write_adapter(local_hub.repo("acme/early"), BASE_8B)
     with together_emulator.client() as client:
@@ -225,6 +226,7 @@ def test_evaluation_under_prefect_global_limits(prefect_harness, together_emulat
 
 
 @pytest.mark.together_emulator(job_seconds=1.0)
+@pytest.mark.reliability("27 s of 503s on polling: job followed")
 def test_a_503_blip_on_job_polling_does_not_fail_the_wait(together_emulator, local_hub) -> None:
     """Six 503s in a row (more than the client's own retries) while the job runs: the wait
     goes on and ends with the completed job."""

@@ -133,6 +133,7 @@ def test_hub_repo_publishes(
     assert result.validation.requests <= 4
 
 
+@pytest.mark.reliability("invalid adapter: failed before upload")
 def test_invalid_adapter_fails_before_upload(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
@@ -147,6 +148,7 @@ def test_invalid_adapter_fails_before_upload(
     assert upload_calls(together_emulator) == 0
 
 
+@pytest.mark.reliability("job Failed: flow fails, Together's reason")
 def test_failed_job_fails_the_flow_with_togethers_message(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
@@ -159,6 +161,7 @@ def test_failed_job_fails_the_flow_with_togethers_message(
 
 
 @pytest.mark.together_emulator(job_seconds=60)
+@pytest.mark.reliability("stuck job: JobTimedOut")
 def test_job_timeout(prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path) -> None:
     source = stage_zip(s3_bucket, adapter_dir, tmp_path, "t.zip")
     state = run(
@@ -172,6 +175,7 @@ def test_job_timeout(prefect_harness, together_emulator, s3_bucket, adapter_dir,
 
 
 @pytest.mark.together_emulator(job_seconds=0.2, cold_start_calls=3)
+@pytest.mark.reliability("cold start 503s: tolerated")
 def test_cold_start_is_tolerated(
     prefect_harness, together_emulator, s3_bucket, adapter_dir, tmp_path
 ) -> None:
@@ -265,6 +269,7 @@ def test_artifacts_are_keyed_and_readable(
     assert len(smoke) == 2 and smoke[0]["output"]
 
 
+@pytest.mark.reliability("v1 runs ok/failed: zero secret hits")
 def test_secrets_appear_nowhere(
     prefect_harness,
     prefect_home,

@@ -76,6 +76,7 @@ def test_base_model_resolution(together_emulator) -> None:
             backend.resolve_base_model("acme/unknown-base")
 
 
+@pytest.mark.reliability("lost upload answer: one upload")
 def test_import_is_reconciled_never_duplicated(together_emulator, s3_bucket, tmp_path) -> None:
     source = presigned(s3_bucket, tmp_path, "a")
     uploads = r"/v2/projects/[^/]+/models/uploads"
@@ -102,6 +103,7 @@ def test_import_is_reconciled_never_duplicated(together_emulator, s3_bucket, tmp
     assert not any(secret in str(e) for e in together_emulator.admin.requests())
 
 
+@pytest.mark.reliability("Together's validation errors: findings")
 def test_validation_errors_become_findings(together_emulator, s3_bucket, tmp_path) -> None:
     source = presigned(s3_bucket, tmp_path, "big", rank=128)
     with together_emulator.backend() as backend:
@@ -127,6 +129,7 @@ def test_short_lived_url_fails_the_upload(together_emulator, s3_bucket, tmp_path
 
 
 @pytest.mark.together_emulator(upload_error_restarts=2)
+@pytest.mark.reliability("ERROR with restarts left: continues")
 def test_upload_errors_with_restarts_left_keep_going(together_emulator, s3_bucket, tmp_path):
     source = presigned(s3_bucket, tmp_path, "r")
     with together_emulator.backend() as backend:
@@ -136,6 +139,7 @@ def test_upload_errors_with_restarts_left_keep_going(together_emulator, s3_bucke
 
 
 @pytest.mark.together_emulator(upload_error_restarts=5, max_restarts=3)
+@pytest.mark.reliability("ERROR out of restarts: JobFailed")
 def test_upload_out_of_restarts_fails(together_emulator, s3_bucket, tmp_path) -> None:
     source = presigned(s3_bucket, tmp_path, "r")
     with together_emulator.backend() as backend:
@@ -144,6 +148,7 @@ def test_upload_out_of_restarts_fails(together_emulator, s3_bucket, tmp_path) ->
             wait_for_import(backend, handle, FAST)
 
 
+@pytest.mark.reliability("stale etag: re-read once, applied")
 def test_stale_etag_is_reread_once(together_emulator) -> None:
     stale = {"error": {"message": "etag mismatch", "type": "invalid_request_error"}}
     with together_emulator.v2_client() as client:
@@ -205,6 +210,7 @@ def test_attach_checks_lora_capability_base_and_capacity(
 
 
 @pytest.mark.together_emulator(deploy_never_ready=True)
+@pytest.mark.reliability("never READY: listed, torn down")
 def test_never_ready_lists_what_it_created_and_teardown_removes_it(
     together_emulator, s3_bucket, tmp_path
 ) -> None:
@@ -226,6 +232,7 @@ def test_never_ready_lists_what_it_created_and_teardown_removes_it(
 
 
 @pytest.mark.together_emulator(adapter_load_fails=True)
+@pytest.mark.reliability("adapter load FAILED: ServingFailed")
 def test_adapter_load_failure_is_reported(together_emulator, s3_bucket, tmp_path) -> None:
     with together_emulator.backend() as backend:
         handle = imported(backend, "broken", presigned(s3_bucket, tmp_path, "b"))
@@ -261,6 +268,7 @@ HF_TOKEN = "hf_" + "V" * 34
 
 
 @pytest.mark.local_hub(private={"acme/private-bot": HF_TOKEN})
+@pytest.mark.reliability("HF token used, never echoed")
 def test_private_hub_repo_needs_the_token_which_is_never_echoed(together_emulator, local_hub):
     write_adapter(local_hub.repo("acme/private-bot"), BASE_8B)
     url = "https://huggingface.co/acme/private-bot"

@@ -103,6 +103,7 @@ def test_deploy_smoke_evaluate_and_keep(
     assert "1 resource(s) billing per replica-minute" in report
 
 
+@pytest.mark.reliability("gate fails: nothing left billing")
 def test_gate_failure_leaves_nothing_billing(
     prefect_harness, together_emulator, s3_bucket, tmp_path
 ) -> None:
@@ -126,6 +127,7 @@ def test_gate_failure_leaves_nothing_billing(
 
 
 @pytest.mark.together_emulator(adapter_load_fails=True)
+@pytest.mark.reliability("serving fails: cleaned up")
 def test_serving_failure_cleans_up(prefect_harness, together_emulator, s3_bucket, tmp_path):
     state = run(together_emulator, stage(s3_bucket, tmp_path, "f"), "flaky-bot")
     assert state.is_failed()
@@ -220,6 +222,7 @@ def test_togethers_validation_errors_are_findings_of_the_run(
     assert "Failed at `await_job`" in artifacts["together-lora-report-big-bot"].data
 
 
+@pytest.mark.reliability("v2 runs ok/failed: zero secret hits")
 def test_no_secret_anywhere_after_v2_runs(
     prefect_harness, prefect_home, together_emulator, s3_bucket, tmp_path, caplog
 ) -> None:

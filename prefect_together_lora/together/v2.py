@@ -119,6 +119,10 @@ def _exhausted(upload: RemoteUpload) -> bool:
     )
 
 
+# how long a run that found the record made by a racing identical run waits for its upload
+RACE_WAIT_S = 5.0
+
+
 class V2Backend(Backend):
     """Together's v2 project API behind the backend interface."""
 
@@ -207,9 +211,13 @@ class V2Backend(Backend):
         record, created = self._ensure_record(name, base_id, spec.description)
         wanted = source_identity(spec.source_url.get_secret_value())
         upload = self._existing_upload(record.id, wanted, record.name)
+        if upload is None and not created:
+            upload = self._racing_upload(record.id, wanted)
         reused = upload is not None
         if upload is None:
-            upload = self._create_upload(record.id, spec, wanted)
+            upload = self._first_of_twins(
+                record.id, wanted, self._create_upload(record.id, spec, wanted)
+            )
         return AdapterHandle(
             api="v2",
             name=name,
@@ -266,6 +274,29 @@ class V2Backend(Backend):
                     "another name, or name_suffix='auto' (one name per content)."
                 )
         return None
+
+    def _racing_upload(self, model_id: str, wanted: str) -> RemoteUpload | None:
+        """Together has no idempotency key: when identical publishes race, only the run whose
+        create made the record posts the upload, and the others (their create answered 409)
+        wait a moment for it. A record with no upload at all is such a moment; one with an
+        older, failed upload is a re-run, which goes ahead at once."""
+        end = self._clock() + RACE_WAIT_S
+        while True:
+            uploads = self._uploads_of(model_id)
+            if uploads:
+                return next((u for u in uploads if _same_source(u, wanted) and _live(u)), None)
+            if self._clock() >= end:
+                return None
+            self._sleep(0.2)
+
+    def _first_of_twins(self, model_id: str, wanted: str, mine: RemoteUpload) -> RemoteUpload:
+        """If racing runs still posted two uploads of the same source, every run follows the
+        oldest, so all of them end with the same import (the other one cannot be cancelled
+        through the API; it downloads the same weights and is never followed)."""
+        twins = [u for u in self._uploads_of(model_id) if _same_source(u, wanted) and _live(u)]
+        if not twins:
+            return mine
+        return min(twins, key=lambda u: (u.created_at.timestamp() if u.created_at else 0.0, u.id))
 
     def _create_upload(self, model_id: str, spec: AdapterSpec, wanted: str) -> RemoteUpload:
         upload, _ = create_or_adopt(
