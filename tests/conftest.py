@@ -18,6 +18,8 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.pop("TOGETHER_API_KEY", None)
 os.environ.pop("TOGETHER_BASE_URL", None)
 os.environ.pop("TOGETHER_LORA_STAGING_URI", None)
+# nor write into the user's Hugging Face cache (downloads of test eval sets, say)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
 PREFECT_HOME = Path(tempfile.mkdtemp(prefix="prefect-home-"))
 os.environ["PREFECT_HOME"] = str(PREFECT_HOME)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")

@@ -397,9 +397,22 @@ def measured(validate: Callable[[], Any]) -> tuple[set[str], float, int, Any]:
     return codes, elapsed, peak, report
 
 
+def outside_temp() -> set[str]:
+    """What exists in the places validation must never write: the home folder (three levels)
+    and the working directory."""
+    found: set[str] = set()
+    for root in (Path.home(), Path.cwd()):
+        for depth in ("*", "*/*", "*/*/*"):
+            found |= {str(p) for p in root.glob(depth) if ".pytest_cache" not in p.parts}
+    return found
+
+
 def judge(case: Any, expected: str, validate: Callable[[], Any]) -> None:
     case.expect(expected)
+    before = outside_temp()
     codes, elapsed, peak, report = measured(validate)
+    written = outside_temp() - before
+    assert not written, f"written outside temp: {sorted(written)[:5]}"
     errors = sorted({f.code for f in report.findings if f.severity == "error"})
     case.saw(f"{','.join(errors) or 'VALID'} in {elapsed:.1f}s, {peak / 2**20:.0f} MB")
     assert codes <= ALL_CODES, codes - ALL_CODES
@@ -688,3 +701,57 @@ def test_control_the_unmutated_adapter_is_valid(
     report = validate_source(source, L8, options=OPTIONS)
     case.saw("VALID" if report.valid else ",".join(f.code for f in report.errors))
     assert report.valid, report.findings
+
+
+# --- through the flow: a hostile adapter is never uploaded, and the run ends with a report ----
+
+FLOW_CASES = {
+    "tar.gz-truncated": lambda: ("tar.gz", truncated_tar_gz()),
+    "tar-symlink-config": lambda: ("tar.gz", tar_with(tarfile.SYMTYPE)),
+    "header-lone-surrogate-name": lambda: (
+        "zip",
+        zip_bytes(FILES["header-lone-surrogate-name"][0](), compress=False),
+    ),
+    "header-8M-empty-objects": lambda: (
+        "zip",
+        zip_bytes(FILES["header-8M-empty-objects"][0](), compress=False),
+    ),
+}
+
+
+@pytest.mark.together_emulator(dedicated_only=False)
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize("name", list(FLOW_CASES))
+def test_hostile_adapter_is_never_uploaded(
+    name: str,
+    api: str,
+    prefect_harness: Any,
+    together_emulator: Any,
+    s3_bucket: Any,
+    tmp_path: Path,
+    case: Any,
+) -> None:
+    from prefect_together_lora.errors import AdapterInvalid
+    from prefect_together_lora.flows import publish_adapter
+    from tests.helpers import read_artifacts
+
+    case.expect("Failed at validate, 0 uploads, a report")
+    ext, data = FLOW_CASES[name]()
+    key = f"flow/{name}.{ext}"
+    s3_bucket.client.put_object(Bucket=s3_bucket.bucket, Key=key, Body=data)
+    model = f"hostile-{api}-{list(FLOW_CASES).index(name)}"
+    state = publish_adapter(
+        source=f"s3://{s3_bucket.bucket}/{key}",
+        base_model=L8,
+        model_name=model,
+        api=api,
+        credentials=together_emulator.credentials(),
+        return_state=True,
+    )
+    failure = state.result(raise_on_failure=False)
+    posts = [r for r in together_emulator.admin.requests(method="POST") if "/models" in r["path"]]
+    report = read_artifacts(state).get(f"together-lora-report-{model}")
+    case.saw(f"{state.type.value} at {failure.publish_result.failed_step}, {len(posts)} uploads")
+    assert state.is_failed() and isinstance(failure, AdapterInvalid)
+    assert failure.publish_result.failed_step == "validate" and not posts
+    assert report is not None and "validate" in report.data
