@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
 
-
-def digest(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+from prefect_together_lora.hashing import digest
 
 
 def _dump(value: Any) -> Any:

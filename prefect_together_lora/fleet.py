@@ -14,19 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
 
-from prefect_together_lora.caching import digest
 from prefect_together_lora.errors import SourceError
+from prefect_together_lora.hashing import digest
 from prefect_together_lora.reporting import slug
-from prefect_together_lora.sources import AdapterSource, archive_format
-from prefect_together_lora.sources.resolve import (
-    ResolvedSource,
-    read_adapter_files,
-    resolve_source,
-)
-from prefect_together_lora.sources.s3 import list_objects, make_s3_client
+from prefect_together_lora.sources import AdapterSource, ResolvedSource, SourceContext
+from prefect_together_lora.sources.registry import discover_sources
 from prefect_together_lora.validation.catalog import default_catalog
-
-CONFIG = "adapter_config.json"
 
 
 class Candidate(BaseModel):
@@ -65,41 +58,8 @@ def find_sources(
 ) -> list[tuple[str, str]]:
     """(source, label) of every adapter under ``s3://bucket/prefix/`` (archives, and folders
     holding an adapter_config.json) or ``hf://<author>`` (the author's model repos)."""
-    if location.startswith("s3://"):
-        bucket, _, prefix = location[5:].partition("/")
-        prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
-        objects = list_objects(s3_client or make_s3_client(), bucket, prefix)
-        archives = [o.key for o in objects if archive_format(o.key)]
-        folders = sorted(
-            {
-                o.key[: -len(CONFIG)]
-                for o in objects
-                if o.key.endswith(f"/{CONFIG}") or o.key == prefix + CONFIG
-            }
-        )
-        found = [
-            (f"s3://{bucket}/{key}", key[len(prefix) :].rsplit(".", 2)[0])
-            for key in sorted(archives)
-        ]
-        found += [
-            (f"s3://{bucket}/{folder}", folder[len(prefix) :].strip("/") or "root")
-            for folder in folders
-        ]
-        return found
-    if location.startswith("hf://"):
-        from huggingface_hub import HfApi
-
-        from prefect_together_lora.redaction import secret_value
-        from prefect_together_lora.sources.hf import default_endpoint
-
-        author = location[5:].strip("/").split("/")[0]
-        api = HfApi(
-            endpoint=hf_endpoint or default_endpoint(), token=secret_value(hf_token) or False
-        )
-        return [(f"hf://{m.id}", m.id.split("/", 1)[1]) for m in api.list_models(author=author)]
-    raise SourceError(
-        f"A fleet scan needs s3://bucket/prefix/ or hf://<author> (got {location!r})."
-    )
+    ctx = SourceContext(s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint)
+    return discover_sources(location, ctx)
 
 
 def discover(
@@ -110,42 +70,30 @@ def discover(
     hf_token: str | SecretStr | None = None,
     hf_endpoint: str | None = None,
 ) -> list[Candidate]:
-    client = s3_client or (make_s3_client() if location.startswith("s3://") else None)
+    ctx = SourceContext(s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint)
 
     def candidate(found: tuple[str, str]) -> Candidate:
         source, label = found
-        resolved = resolve_source(
-            AdapterSource.parse(source),
-            s3_client=client,
-            hf_token=hf_token,
-            hf_endpoint=hf_endpoint,
-        )
+        resolved = AdapterSource.parse(source).resolve(ctx)
         return Candidate(
             source=source,
             label=label,
             fingerprint=resolved.fingerprint,
             model_name=model_name_for(name_prefix, label, resolved.fingerprint),
-            recorded_base=recorded_base(resolved, client, hf_token, hf_endpoint),
+            recorded_base=recorded_base(resolved, ctx),
         )
 
-    sources = find_sources(location, s3_client=client, hf_token=hf_token, hf_endpoint=hf_endpoint)
+    sources = discover_sources(location, ctx)
     # a few metadata reads per adapter: in parallel, so a large prefix is scanned in seconds
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(candidate, sources))
 
 
-def recorded_base(
-    resolved: ResolvedSource,
-    s3_client: Any | None,
-    hf_token: str | SecretStr | None,
-    hf_endpoint: str | None,
-) -> str | None:
+def recorded_base(resolved: ResolvedSource, ctx: SourceContext) -> str | None:
     """The base the adapter's own config records, as Together names it when the catalog knows
     it (aliases included); None when the config cannot be read or names none."""
     try:
-        files = read_adapter_files(
-            resolved, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
-        )
+        files = resolved.source.read_files(resolved, ctx)
         config = json.loads(files.config or b"{}")
     except (SourceError, OSError, ValueError):
         return None

@@ -14,7 +14,6 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, SecretStr
 
 from prefect_together_lora import events
-from prefect_together_lora.caching import digest
 from prefect_together_lora.credentials import TogetherCredentials
 from prefect_together_lora.errors import (
     AdapterInvalid,
@@ -25,6 +24,7 @@ from prefect_together_lora.errors import (
 from prefect_together_lora.evaluation.dataset import load_eval_set
 from prefect_together_lora.evaluation.runner import describe_gate, gate_failure_message, table_rows
 from prefect_together_lora.fleet import Candidate, FleetEntry, discover
+from prefect_together_lora.hashing import digest
 from prefect_together_lora.options import (
     EvalOptions,
     JobOptions,
@@ -42,9 +42,7 @@ from prefect_together_lora.reporting import (
     table_artifact,
 )
 from prefect_together_lora.schemas import Finding, ValidationReport
-from prefect_together_lora.sources import AdapterSource
-from prefect_together_lora.sources.hf import revision_moved
-from prefect_together_lora.sources.resolve import ResolvedSource
+from prefect_together_lora.sources import AdapterSource, ResolvedSource, SourceContext
 from prefect_together_lora.tasks import (
     await_job,
     evaluate,
@@ -272,7 +270,7 @@ def publish_adapter(
         with _step(result, "parse"):
             parsed = AdapterSource.parse(source)
             result.source = parsed.display
-            if parsed.url is not None:
+            if parsed.given_url() is not None:
                 logger.warning(
                     "source is a presigned URL: Prefect stores flow parameters as given, "
                     "signature included. Pass s3://bucket/key instead and the flow signs a fresh "
@@ -398,12 +396,12 @@ def _validate_pinned(
     again, so what is uploaded is what was validated."""
     hf_token = presign_args[1]
     report = _validate(result, resolved, base_model, validation, hf_token)
-    moved = revision_moved(resolved, hf_token)
+    moved = parsed.moved_since(resolved, SourceContext(hf_token=hf_token))
     if moved is not None:
         finding = Finding(
             code="HF_REVISION_MOVED",
             severity="warning",
-            message=f"Revision '{parsed.revision or 'main'}' moved from "
+            message=f"{parsed.display} moved from "
             f"{(resolved.revision_sha or '')[:12]} to {moved[:12]} during validation; "
             "re-validating.",
         )

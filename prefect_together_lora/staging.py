@@ -14,16 +14,15 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
 
 from prefect_together_lora.errors import SourceError
-from prefect_together_lora.sources import AdapterSource, SourceKind, archive_format
-from prefect_together_lora.sources.local import adapter_files, file_sha256, wanted
-from prefect_together_lora.sources.s3 import head_object, list_objects, make_s3_client
+from prefect_together_lora.sources import AdapterSource, SourceContext, archive_format
+from prefect_together_lora.sources.local import file_sha256
+from prefect_together_lora.sources.s3 import head_object, make_s3_client, split_s3_uri
 
 STAGING_ENV = "TOGETHER_LORA_STAGING_URI"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -51,11 +50,7 @@ def staging_location(staging_uri: str | None) -> tuple[str, str]:
             f"but no staging location is set: pass staging_uri='s3://bucket/prefix' or set "
             f"{STAGING_ENV}."
         )
-    if not uri.startswith("s3://"):
-        raise SourceError(f"staging_uri must look like s3://bucket/prefix (got {uri!r}).")
-    bucket, _, prefix = uri[5:].partition("/")
-    if not bucket:
-        raise SourceError(f"staging_uri {uri!r} names no bucket.")
+    bucket, prefix = split_s3_uri(uri, "staging_uri", "s3://bucket/prefix")
     return bucket, prefix.strip("/")
 
 
@@ -70,34 +65,6 @@ def write_zip(entries: Iterator[tuple[str, Callable[[], IO[bytes]]]], out: IO[by
             )
             with opener() as src, archive.open(info, "w", force_zip64=True) as dst:
                 shutil.copyfileobj(src, dst, _CHUNK)
-
-
-def _folder_entries(
-    folder: Path, extra_files: Sequence[str]
-) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
-    for relative, path in adapter_files(folder, extra_files):
-        yield relative, partial(_open_file, path)
-
-
-def _s3_entries(
-    client: Any, bucket: str, prefix: str, extra_files: Sequence[str]
-) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
-    objects = list_objects(client, bucket, prefix)
-    if not objects:
-        raise SourceError(f"s3://{bucket}/{prefix} holds no objects.")
-    for obj in objects:
-        relative = obj.key[len(prefix) :].lstrip("/")
-        if relative and not obj.key.endswith("/") and wanted(relative, extra_files):
-            yield relative, partial(_s3_body, client, bucket, obj.key)
-
-
-def _open_file(path: Path) -> IO[bytes]:
-    return path.open("rb")
-
-
-def _s3_body(client: Any, bucket: str, key: str) -> IO[bytes]:
-    body: IO[bytes] = client.get_object(Bucket=bucket, Key=key)["Body"]
-    return body
 
 
 @contextmanager
@@ -170,21 +137,15 @@ def stage_source(
         raise SourceError(f"{source.display} does not need staging.")
     bucket, prefix = staging_location(staging_uri)
     client = s3_client or make_s3_client()
-    if source.kind == SourceKind.LOCAL_ARCHIVE:
-        assert source.path
-        path = Path(source.path)
-        fmt = archive_format(path.name) or "zip"
-        digest = file_sha256(path)
+    archive = source.staged_archive()
+    if archive is not None:  # an archive already: staged as it is
+        fmt = archive_format(archive.name) or "zip"
+        digest = file_sha256(archive)
         key = "/".join(p for p in (prefix, f"{digest}.{fmt}") if p)
-        return _put_if_absent(client, path, bucket, key, digest, progress)
+        return _put_if_absent(client, archive, bucket, key, digest, progress)
     with _temp_file(".zip") as tmp:
         with tmp.open("wb") as out:
-            if source.kind == SourceKind.LOCAL_DIR:
-                assert source.path
-                write_zip(_folder_entries(Path(source.path), extra_files), out)
-            else:
-                assert source.bucket is not None and source.key is not None
-                write_zip(_s3_entries(client, source.bucket, source.key, extra_files), out)
+            write_zip(source.staging_entries(SourceContext(s3_client=client), extra_files), out)
         digest = file_sha256(tmp)
         key = "/".join(p for p in (prefix, f"{digest}.zip") if p)
         return _put_if_absent(client, tmp, bucket, key, digest, progress)

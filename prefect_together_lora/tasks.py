@@ -190,7 +190,7 @@ def presign(
     aws_credentials_block: str | None = None,
 ) -> ResolvedSource:
     """SigV4-presign an S3 archive (≥ 100 min) or pin a Hub revision; fingerprint the content."""
-    client = s3_client_for(aws_credentials_block) if source.bucket else None
+    client = s3_client_for(aws_credentials_block) if source.uses_s3 else None
     resolved = resolve_source(source, expires_s=expires_s, s3_client=client, hf_token=hf_token)
     logger = _logger()
     for warning in resolved.warnings:

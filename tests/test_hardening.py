@@ -26,7 +26,7 @@ from prefect_together_lora.sources.archive import read_tar, read_zip
 from prefect_together_lora.sources.resolve import ResolvedSource, resolve_source
 from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
 from prefect_together_lora.validation.rules import ALL_CODES
-from prefect_together_lora.validation.safetensors import (
+from prefect_together_lora.sources.safetensors import (
     DTYPE_BITS,
     HeaderProblem,
     parse_header,

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from prefect_together_lora.errors import SourceError
-from prefect_together_lora.sources import AdapterSource, SourceKind
+from prefect_together_lora.sources import (
+    AdapterSource,
+    HubSource,
+    LocalArchiveSource,
+    LocalFolderSource,
+    S3ArchiveSource,
+    S3FolderSource,
+    UrlSource,
+)
 from prefect_together_lora.testing.adapters import write_adapter
 from tests.helpers import BASE_8B
 
@@ -17,34 +25,34 @@ from tests.helpers import BASE_8B
     [
         (
             "s3://bucket-a/runs/7/adapter.zip",
-            SourceKind.S3_ARCHIVE,
+            S3ArchiveSource,
             {"bucket": "bucket-a", "key": "runs/7/adapter.zip"},
         ),
-        ("s3://bucket-a/a.tar.gz", SourceKind.S3_ARCHIVE, {"key": "a.tar.gz"}),
-        ("s3://bucket-a/a.tgz", SourceKind.S3_ARCHIVE, {"key": "a.tgz"}),
-        ("s3://bucket-a/runs/7/", SourceKind.S3_PREFIX, {"key": "runs/7/"}),
-        ("s3://bucket-a/runs/7", SourceKind.S3_PREFIX, {"key": "runs/7/"}),
+        ("s3://bucket-a/a.tar.gz", S3ArchiveSource, {"key": "a.tar.gz"}),
+        ("s3://bucket-a/a.tgz", S3ArchiveSource, {"key": "a.tgz"}),
+        ("s3://bucket-a/runs/7/", S3FolderSource, {"prefix": "runs/7/"}),
+        ("s3://bucket-a/runs/7", S3FolderSource, {"prefix": "runs/7/"}),
         (
             "hf://acme/support-lora",
-            SourceKind.HUB,
+            HubSource,
             {"repo_id": "acme/support-lora", "revision": None},
         ),
-        ("hf://acme/support-lora@v2", SourceKind.HUB, {"revision": "v2"}),
+        ("hf://acme/support-lora@v2", HubSource, {"revision": "v2"}),
         (
             "https://huggingface.co/acme/support-lora",
-            SourceKind.HUB,
+            HubSource,
             {"repo_id": "acme/support-lora"},
         ),
         (
             "https://huggingface.co/acme/support-lora/tree/abc123",
-            SourceKind.HUB,
+            HubSource,
             {"revision": "abc123"},
         ),
     ],
 )
 def test_accepted_forms(text, kind, fields) -> None:
     source = AdapterSource.parse(text)
-    assert source.kind == kind
+    assert type(source) is kind
     for name, value in fields.items():
         assert getattr(source, name) == value
 
@@ -52,15 +60,15 @@ def test_accepted_forms(text, kind, fields) -> None:
 def test_presigned_url_is_kept_secret() -> None:
     url = "https://b.s3.amazonaws.com/a.zip?X-Amz-Signature=FAKEsig0123456789&X-Amz-Expires=60"
     source = AdapterSource.parse(url)
-    assert source.kind == SourceKind.URL and source.archive_format == "zip"
+    assert isinstance(source, UrlSource) and source.archive_format() == "zip"
     assert "FAKEsig" not in source.display and "FAKEsig" not in repr(source)
     assert "FAKEsig" not in source.model_dump_json()
 
 
 def test_local_folder_and_archive(tmp_path: Path) -> None:
     (tmp_path / "a.zip").write_bytes(b"PK")
-    assert AdapterSource.parse(str(tmp_path)).kind == SourceKind.LOCAL_DIR
-    assert AdapterSource.parse(f"file://{tmp_path}/a.zip").kind == SourceKind.LOCAL_ARCHIVE
+    assert isinstance(AdapterSource.parse(str(tmp_path)), LocalFolderSource)
+    assert isinstance(AdapterSource.parse(f"file://{tmp_path}/a.zip"), LocalArchiveSource)
     (tmp_path / "w.safetensors").write_bytes(b"x")
     with pytest.raises(SourceError, match="not an archive"):
         AdapterSource.parse(str(tmp_path / "w.safetensors"))

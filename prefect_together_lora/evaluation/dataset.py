@@ -100,9 +100,9 @@ def _read_text(
     if uri.startswith("s3://"):
         from botocore.exceptions import ClientError
 
-        from prefect_together_lora.sources.s3 import make_s3_client
+        from prefect_together_lora.sources.s3 import make_s3_client, split_s3_uri
 
-        bucket, _, key = uri[5:].partition("/")
+        bucket, key = split_s3_uri(uri, "The eval set")
         client = s3_client or make_s3_client()
         try:
             return str(client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8"))

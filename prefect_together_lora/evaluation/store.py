@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from prefect_together_lora.caching import digest
+from prefect_together_lora.hashing import digest
 
 
 def answer_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
@@ -97,9 +97,9 @@ def open_store(uri: str | None, namespace: str) -> AnswerStore:
     if uri == "memory":
         return MemoryAnswerStore()
     if uri and uri.startswith("s3://"):
-        from prefect_together_lora.sources.s3 import make_s3_client
+        from prefect_together_lora.sources.s3 import make_s3_client, split_s3_uri
 
-        bucket, _, prefix = uri[5:].partition("/")
+        bucket, prefix = split_s3_uri(uri, "The answer store")
         return S3AnswerStore(make_s3_client(), bucket, f"{prefix.strip('/')}/{namespace}")
     if uri:
         root = Path(uri).expanduser()

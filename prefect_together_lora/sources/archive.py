@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from prefect_together_lora.errors import ArchiveCorrupt, SourceError
-from prefect_together_lora.validation.safetensors import (
+from prefect_together_lora.sources.safetensors import (
     HeaderProblem,
     SafetensorsHeader,
     parse_header,
@@ -72,6 +72,18 @@ class AdapterFiles:
     requests: int = 0
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def archive_format(name: str) -> str | None:
+    """``zip``, ``tar.gz`` or ``tar`` from a file name, else None."""
+    lower = name.lower()
+    if lower.endswith(".zip"):
+        return "zip"
+    if lower.endswith((".tar.gz", ".tgz")):
+        return "tar.gz"
+    if lower.endswith(".tar"):
+        return "tar"
+    return None
 
 
 def clean_name(name: str) -> str:

@@ -146,16 +146,3 @@ def read_hub(
             files.requests += reader.requests
             files.bytes_read += reader.bytes_read
     return files
-
-
-def revision_moved(
-    resolved: Any, token: str | SecretStr | None = None, endpoint: str | None = None
-) -> str | None:
-    """H2: the commit the revision points at now, when it differs from the validated one."""
-    source = resolved.source
-    if source.repo_id is None or resolved.revision_sha is None:
-        return None
-    if source.revision and source.revision == resolved.revision_sha:
-        return None  # pinned to a commit: it cannot move
-    current = resolve_revision(source.repo_id, source.revision, token=token, endpoint=endpoint)
-    return current if current != resolved.revision_sha else None

@@ -21,6 +21,15 @@ CHUNK = 1 << 20
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
+def local_path(text: str) -> Path | None:
+    """The path a source text names (``file://`` stripped), None for another scheme."""
+    if text.startswith("file://"):
+        return Path(text[7:]).expanduser()
+    if "://" in text:
+        return None
+    return Path(text).expanduser()
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

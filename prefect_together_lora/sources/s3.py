@@ -6,11 +6,12 @@ credentials come from boto3's usual chain or from a Prefect AWS credentials bloc
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -20,6 +21,21 @@ MIN_LIFETIME_S = 100 * 60  # Together: the URL must live at least 100 minutes
 MAX_SIGV4_LIFETIME_S = 7 * 24 * 3600
 DEFAULT_LIFETIME_S = 6 * 3600
 SESSION_MARGIN_S = 5 * 60
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def split_s3_uri(
+    uri: str, what: str = "The S3 location", form: str = "s3://bucket/path"
+) -> tuple[str, str]:
+    """(bucket, key or prefix) of ``s3://bucket/key``; a malformed one raises SourceError."""
+    if not uri.startswith("s3://"):
+        raise SourceError(f"{what} must look like {form} (got {uri!r}).")
+    bucket, _, key = uri[5:].partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise SourceError(f"{what} {uri!r} has no valid bucket name.")
+    return bucket, unquote(key)
 
 
 def make_s3_client(session: Any | None = None, **client_kwargs: Any) -> Any:

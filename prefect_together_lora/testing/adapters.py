@@ -1,8 +1,10 @@
 """Write LoRA adapters in the exact PEFT layout, and archive them, for tests and demos.
 
 Tensor names ``base_model.model.<prefix>layers.N.<block>.<proj>.lora_{A,B}.weight`` and shapes
-``[r, in]`` / ``[out, r]`` come from the catalog's real dimensions, so a generated adapter is
-what ``peft.save_pretrained`` would write for that base (few layers, small rank).
+``[r, in]`` / ``[out, r]`` come from the bases' published dimensions (the builder's own table,
+:mod:`~prefect_together_lora.testing.base_dims`, independent of the validator's catalog), so a
+generated adapter is what ``peft.save_pretrained`` would write for that base (few layers,
+small rank).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prefect_together_lora.validation.catalog import DEFAULT_TARGET_MODULES, default_catalog
+from prefect_together_lora.testing.base_dims import base_dims, lora_modules
 
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1, "I32": 4, "I64": 8}
 
@@ -94,16 +96,11 @@ def lora_tensors(
     prefix: str | None = None,
 ) -> dict[str, tuple[str, list[int]]]:
     """The PEFT tensor table (name → dtype, shape) of a LoRA on ``base_model``."""
-    spec = default_catalog().find(base_model)
-    if spec is None:
-        raise ValueError(f"unknown base model {base_model!r}")
-    wrapper = spec.tensor_prefix if prefix is None else prefix
+    dims = base_dims(base_model)
+    wrapper = dims.prefix if prefix is None else prefix
     tensors: dict[str, tuple[str, list[int]]] = {}
     for layer in layers:
-        for path in spec.module_paths(layer, modules, experts=experts):
-            dims = spec.module_dims(path, layer)
-            assert dims is not None, path
-            fan_in, fan_out = dims
+        for path, fan_in, fan_out in lora_modules(dims, layer, modules, experts):
             key = f"base_model.model.{wrapper}layers.{layer}.{path}"
             tensors[f"{key}.lora_A.weight"] = (dtype, [rank, fan_in])
             tensors[f"{key}.lora_B.weight"] = (dtype, [fan_out, rank])
@@ -225,7 +222,6 @@ def zip_bytes(members: Mapping[str, bytes], *, compress: bool = True) -> bytes:
 
 
 __all__ = [
-    "DEFAULT_TARGET_MODULES",
     "adapter_config",
     "lora_tensors",
     "safetensors_bytes",

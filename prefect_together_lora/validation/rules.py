@@ -23,8 +23,8 @@ from prefect_together_lora.sources.archive import (
     is_junk,
     normalize_member,
 )
+from prefect_together_lora.sources.safetensors import SafetensorsHeader, has_lone_surrogate
 from prefect_together_lora.validation.catalog import BaseModelSpec, Catalog
-from prefect_together_lora.validation.safetensors import SafetensorsHeader, has_lone_surrogate
 
 RULES_VERSION = "2026.11.2"
 SUPPORTED_DTYPES = {"F16", "BF16", "F32"}

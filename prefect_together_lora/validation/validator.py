@@ -10,7 +10,6 @@ from pydantic import SecretStr
 from prefect_together_lora.errors import ArchiveCorrupt, SourceError
 from prefect_together_lora.redaction import redact
 from prefect_together_lora.schemas import ValidationReport
-from prefect_together_lora.sources import SourceKind
 from prefect_together_lora.sources.archive import AdapterFiles, ArchiveUncheckable
 from prefect_together_lora.sources.hf import HubAccessError
 from prefect_together_lora.sources.ranged import UrlRefused
@@ -156,7 +155,7 @@ def validate_resolved(
     config: dict[str, Any] | None = None
     facts: dict[str, Any] = {}
     if files is not None and not out.has_errors:
-        check_layout(files, out, hub=resolved.source.kind == SourceKind.HUB)
+        check_layout(files, out, hub=resolved.source.is_repository)
         for note in files.notes:
             if "truncated or corrupt" in note:
                 out.error(
@@ -221,11 +220,12 @@ def validate_source(
     findings = Findings()
     try:
         parsed = AdapterSource.parse(source)
-        if parsed.url is not None:
+        given = parsed.given_url()
+        if given is not None:
             # a URL that points somewhere forbidden or fails the presigned-URL checks is
             # refused before any request
-            check_fetchable(parsed.url.get_secret_value())
-            check_url(parsed.url.get_secret_value(), findings, options or ValidationOptions())
+            check_fetchable(given.get_secret_value())
+            check_url(given.get_secret_value(), findings, options or ValidationOptions())
             if findings.has_errors:
                 return _unresolved(source, base_model, findings)
         resolved = resolve_source(
