@@ -277,7 +277,7 @@ Severity = Literal["error", "warning", "info"]
 
 
 class Finding(BaseModel):
-    """One validation result with a stable code (see docs/validation-rules in the README)."""
+    """One validation result with a stable code (see docs/rules.md)."""
 
     code: str
     severity: Severity

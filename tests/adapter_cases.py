@@ -239,10 +239,40 @@ def failure_cases() -> list[Case]:
             {"SHAPE_MISMATCH", "BASE_MODEL_MISMATCH"},
         ),
         Case(
-            "other-base-name-shapes-fit",
+            "other-family-known-model-shapes-fit",
             L8,
             _with_config(base_model_name_or_path="Qwen/Qwen2.5-14B-Instruct"),
+            {"BASE_MODEL_MISMATCH"},
+        ),
+        Case(  # Mistral 7B has Llama 3 8B's exact shapes: only the name tells them apart
+            "mistral-id-on-llama-base-shapes-fit",
+            L8,
+            _with_config(base_model_name_or_path="mistralai/Mistral-7B-Instruct-v0.3"),
+            {"BASE_MODEL_MISMATCH"},
+        ),
+        Case(
+            "gemma-id-on-llama-base-shapes-fit",
+            L8,
+            _with_config(base_model_name_or_path="google/gemma-2-9b-it"),
+            {"BASE_MODEL_MISMATCH"},
+        ),
+        Case(
+            "same-family-other-size-shapes-fit",
+            L8,
+            _with_config(base_model_name_or_path="meta-llama/Meta-Llama-3.1-70B-Instruct"),
             warnings={"BASE_MODEL_MISMATCH"},
+        ),
+        Case(
+            "quantized-mirror-unknown-name",
+            L8,
+            _with_config(base_model_name_or_path="TheBloke/Llama-3-8B-Instruct-GPTQ"),
+            warnings={"BASE_MODEL_ALIAS"},
+        ),
+        Case(
+            "local-path-naming-another-family",
+            L8,
+            _with_config(base_model_name_or_path="/checkpoints/mistral-7b-sft"),
+            warnings={"BASE_MODEL_ALIAS"},
         ),
         Case(
             "alias-unsloth",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 import struct
 import tarfile
 import tracemalloc
@@ -24,30 +23,38 @@ from hypothesis import strategies as st
 from prefect_together_lora.sources import AdapterSource
 from prefect_together_lora.sources.archive import read_tar, read_zip
 from prefect_together_lora.sources.resolve import ResolvedSource, resolve_source
-from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
-from prefect_together_lora.validation.rules import ALL_CODES
 from prefect_together_lora.sources.safetensors import (
-    DTYPE_BITS,
     HeaderProblem,
     parse_header,
     read_header_bytes,
     tensors_from_document,
 )
+from prefect_together_lora.testing.adapters import tar_folder, write_adapter, zip_folder
+from prefect_together_lora.validation.codes import RULES, rules_markdown
+from prefect_together_lora.validation.rules import ALL_CODES, Findings
 from prefect_together_lora.validation.validator import validate_resolved
 from tests.adapter_cases import L8
 
 # v1 suites run as an account that still has serverless LoRA inference (legacy setting)
 pytestmark = pytest.mark.together_emulator(dedicated_only=False)
 
-RULES_SOURCE = Path(__file__).parents[1] / "prefect_together_lora" / "validation"
 
 
-def test_all_codes_lists_every_code_the_rules_use() -> None:
-    used = set()
-    for path in RULES_SOURCE.glob("*.py"):
-        used |= set(re.findall(r'"([A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+)"', path.read_text()))
-    used -= set(DTYPE_BITS) | {"CAUSAL_LM"}  # strings in the rules that are not codes
-    assert len(used) > 40 and used <= ALL_CODES, used - ALL_CODES
+def test_docs_rules_table_is_generated_from_the_registry() -> None:
+    docs = Path(__file__).parents[1] / "docs" / "rules.md"
+    assert docs.read_text() == rules_markdown(), (
+        "docs/rules.md is stale: python -m prefect_together_lora.validation.codes > docs/rules.md"
+    )
+
+
+def test_unregistered_codes_and_severities_are_refused() -> None:
+    findings = Findings()
+    with pytest.raises(ValueError, match="not registered"):
+        findings.error("MADE_UP_CODE", "x")
+    with pytest.raises(ValueError, match="at most warning"):
+        findings.error("TENSOR_DTYPE_F32", "x")
+    findings.warning("TENSOR_DTYPE_F32", "x")  # the usual fix fills a missing hint
+    assert findings.items[0].hint == RULES["TENSOR_DTYPE_F32"].fix
 
 
 def parse_bytes(data: bytes) -> None:
