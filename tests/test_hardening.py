@@ -39,7 +39,6 @@ from tests.adapter_cases import L8
 pytestmark = pytest.mark.together_emulator(dedicated_only=False)
 
 
-
 def test_docs_rules_table_is_generated_from_the_registry() -> None:
     docs = Path(__file__).parents[1] / "docs" / "rules.md"
     assert docs.read_text() == rules_markdown(), (
