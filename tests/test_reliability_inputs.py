@@ -411,7 +411,7 @@ def outside_temp() -> set[str]:
     return found
 
 
-def judge(case: Any, expected: str, validate: Callable[[], Any]) -> None:
+def judge(case: Any, expected: str, validate: Callable[[], Any]) -> Any:
     case.expect(expected)
     before = outside_temp()
     codes, elapsed, peak, report = measured(validate)
@@ -423,6 +423,7 @@ def judge(case: Any, expected: str, validate: Callable[[], Any]) -> None:
     assert expected in errors, report.findings
     assert elapsed < MAX_SECONDS
     assert peak < MAX_PEAK_BYTES
+    return report
 
 
 @pytest.fixture
@@ -574,8 +575,7 @@ URLS = {
 def test_hostile_url(name: str, hostile_server: HostileServer, case: Any) -> None:
     route, expected = URLS[name]
     url = hostile_server.url(route)
-    judge(case, expected, lambda: validate_source(url, L8, options=OPTIONS))
-    report = validate_source(url, L8, options=OPTIONS)
+    report = judge(case, expected, lambda: validate_source(url, L8, options=OPTIONS))
     text = json.dumps(report.model_dump(mode="json"))
     assert "deadbeefcafe" not in text and "arn:aws" not in text and "secret internal" not in text
     assert all(f.code in UNREADABLE_CODES for f in report.findings if f.severity == "error")

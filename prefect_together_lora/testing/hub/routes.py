@@ -1,20 +1,11 @@
-"""A local Hugging Face Hub endpoint that serves folders, for ``huggingface_hub`` in tests.
-
-``root/<org>/<name>/`` is the model repo ``org/name`` (``root/datasets/<org>/<name>/`` a dataset
-repo). Its ``main`` revision is the folder as it is now; the commit sha is derived from the
-content, so changing a file moves ``main`` like a push would. Private and gated repos answer
-401/403 with the ``X-Error-Code`` headers the real Hub sends unless the right token is given.
-"""
+"""The local Hub's HTTP API: repo info and listings, paths-info, trees, and file downloads
+(ranged, with the headers ``huggingface_hub`` reads), each through one resolve-and-access
+check."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,106 +13,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-CHUNK = 1 << 20
-
-
-@dataclass
-class HubStats:
-    requests: int = 0
-    bytes_sent: int = 0
-    by_path: dict[str, int] = field(default_factory=dict)
-
-
-class LocalHub:
-    """The repository store behind the local Hub app (a folder, plus access rules)."""
-
-    def __init__(
-        self, root: Path, private: dict[str, str] | None = None, gated: dict[str, str] | None = None
-    ) -> None:
-        self.root = Path(root)
-        self.private = dict(private or {})
-        self.gated = dict(gated or {})
-        self.stats = HubStats()
-        self._lock = threading.Lock()
-        self._hash_cache: dict[tuple[str, int, int], str] = {}
-
-    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        base = self.root / "datasets" if repo_type == "dataset" else self.root
-        return base / repo_id
-
-    def files(self, repo_dir: Path) -> list[Path]:
-        return sorted(
-            p
-            for p in repo_dir.rglob("*")
-            if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(repo_dir).parts)
-        )
-
-    def sha256(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        with self._lock:
-            cached = self._hash_cache.get(key)
-        if cached:
-            return cached
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-        with self._lock:
-            self._hash_cache[key] = digest.hexdigest()
-        return digest.hexdigest()
-
-    def commit_sha(self, repo_dir: Path) -> str:
-        digest = hashlib.sha1(usedforsecurity=False)
-        for path in self.files(repo_dir):
-            digest.update(
-                f"{path.relative_to(repo_dir).as_posix()}\0{self.sha256(path)}\n".encode()
-            )
-        return digest.hexdigest()
-
-    def entry(self, repo_dir: Path, path: Path) -> dict[str, Any]:
-        rel = path.relative_to(repo_dir).as_posix()
-        if path.is_dir():
-            return {
-                "type": "directory",
-                "path": rel,
-                "oid": hashlib.sha1(rel.encode(), usedforsecurity=False).hexdigest(),
-            }
-        size = path.stat().st_size
-        sha = self.sha256(path)
-        item: dict[str, Any] = {
-            "type": "file",
-            "path": rel,
-            "size": size,
-            "oid": hashlib.sha1(sha.encode(), usedforsecurity=False).hexdigest(),
-        }
-        if path.suffix in (".safetensors", ".bin", ".zip", ".gz"):
-            item["lfs"] = {"size": size, "oid": sha, "pointerSize": 134}
-        return item
-
-    def access_error(self, repo_id: str, request: Request) -> Response | None:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if repo_id in self.private and token != self.private[repo_id]:
-            return JSONResponse(
-                {"error": "Repository not found"},
-                status_code=401,
-                headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
-            )
-        if repo_id in self.gated and token != self.gated[repo_id]:
-            return JSONResponse(
-                {
-                    "error": f"Access to model {repo_id} is restricted. You must have access to it "
-                    "and be authenticated to access it. Please log in."
-                },
-                status_code=403 if token else 401,
-                headers={
-                    "X-Error-Code": "GatedRepo",
-                    "X-Error-Message": "Access to this repo is restricted.",
-                },
-            )
-        return None
+from prefect_together_lora.testing.hub.repos import CHUNK, LocalHub
 
 
 def create_hub_app(hub: LocalHub) -> FastAPI:
@@ -379,22 +271,3 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
                 return
             length -= len(chunk)
             yield chunk
-
-
-@contextlib.contextmanager
-def run_local_hub(
-    root: str | os.PathLike[str],
-    *,
-    private: dict[str, str] | None = None,
-    gated: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> Iterator[tuple[str, LocalHub]]:
-    """Serve ``root`` as a Hub; yields ``(endpoint, hub)``. Pass the endpoint as ``HF_ENDPOINT``
-    or as ``endpoint=`` to ``huggingface_hub`` calls. ``private``/``gated`` map repo ids to the
-    token that may read them."""
-    from prefect_together_lora.testing.emulator.server import serve_app_in_thread
-
-    hub = LocalHub(Path(root), private=private, gated=gated)
-    with serve_app_in_thread(create_hub_app(hub), host, port) as url:
-        yield url, hub
