@@ -61,7 +61,9 @@ def main() -> int:
         results = {}
         for name, source in sources.items():
             timed(["validate", source, "--base-model", BASE], env)  # warm the disk cache
-            runs = [timed(["validate", source, "--base-model", BASE], env) for _ in range(args.runs)]
+            runs = [
+                timed(["validate", source, "--base-model", BASE], env) for _ in range(args.runs)
+            ]
             median = statistics.median(runs)
             results[name] = median
             ok = median <= TARGETS[name]

@@ -69,7 +69,9 @@ def write_output_dir(root: Path, size: int, extra: int) -> int:
     (checkpoint / "adapter_config.json").write_text("{}")
     with (checkpoint / "adapter_model.safetensors").open("wb") as fh:
         fh.truncate(size // 2)
-    return sum((root / n).stat().st_size for n in ("adapter_config.json", "adapter_model.safetensors"))
+    return sum(
+        (root / n).stat().st_size for n in ("adapter_config.json", "adapter_model.safetensors")
+    )
 
 
 def main() -> int:
@@ -79,7 +81,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="staging-bench-") as tmp, run_s3_server() as endpoint:
         s3_client(endpoint).create_bucket(Bucket="stage")
-        adapter = write_output_dir(Path(tmp) / "output", parse_size(args.size), parse_size(args.extra))
+        adapter = write_output_dir(
+            Path(tmp) / "output", parse_size(args.size), parse_size(args.extra)
+        )
         env = {**os.environ, **s3_env(endpoint)}
         started = time.perf_counter()
         done = subprocess.run(

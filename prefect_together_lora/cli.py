@@ -390,7 +390,19 @@ options: -h/--help, -V/--version; `together-lora <command> --help` for each comm
 )
 
 
+class _WithoutHttpxCommandLine:
+    """httpx imports its own command-line client (and with it rich and click) whenever they
+    are installed, as they are beside Prefect: ~50 ms of every ``together-lora`` start for a
+    module this process never uses. Refused here, in the CLI's own process only."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "httpx._main":
+            raise ImportError("httpx's command line is not used by together-lora")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "httpx" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutHttpxCommandLine())
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(USAGE)

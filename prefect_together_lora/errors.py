@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from prefect_together_lora.redaction import redact
 from prefect_together_lora.retry import retry_after_seconds
 
 if TYPE_CHECKING:
+    import httpx
+
     from prefect_together_lora.schemas import Finding
 
 

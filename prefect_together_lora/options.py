@@ -55,8 +55,17 @@ class _Options(BaseModel):
 class JobOptions(_Options):
     """How ``await_job`` polls Together's upload job."""
 
-    poll_initial_s: float = Field(default=2.0, gt=0, description="First poll interval (s).")
+    poll_initial_s: float = Field(
+        default=1.0, gt=0, description="Shortest poll interval, and the first (s)."
+    )
     poll_factor: float = Field(default=1.5, ge=1.0, description="Interval growth per poll.")
+    poll_fraction: float | None = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Poll every this fraction of the time waited so far (completion is "
+        "noticed within max(poll_initial_s, fraction * job time)); unset: grow by poll_factor.",
+    )
     poll_max_s: float = Field(default=30.0, gt=0, description="Longest poll interval (s).")
     max_wait_s: float = Field(default=3600.0, ge=0, description="Give up after this long (s).")
     not_found_grace_s: float = Field(

@@ -41,6 +41,9 @@ class Pace:
     max_s: float = 30.0
     max_wait_s: float = 3600.0
     not_found_grace_s: float = 60.0
+    # poll every this fraction of the time waited (a job that took T is noticed within
+    # max(initial_s, fraction * T)); None: intervals grow by ``factor``
+    fraction: float | None = None
 
     @classmethod
     def of_job(cls, options: JobOptions) -> Pace:
@@ -50,7 +53,13 @@ class Pace:
             options.poll_max_s,
             options.max_wait_s,
             options.not_found_grace_s,
+            options.poll_fraction,
         )
+
+    def next_interval(self, interval: float, waited: float) -> float:
+        if self.fraction is not None:
+            return min(self.max_s, max(self.initial_s, self.fraction * waited))
+        return min(self.max_s, interval * self.factor)
 
 
 def poll_until(
@@ -84,7 +93,7 @@ def poll_until(
         if waited >= pace.max_wait_s:
             raise timed_out(waited, last)
         sleep(min(interval, max(0.0, pace.max_wait_s - waited)))
-        interval = min(pace.max_s, interval * pace.factor)
+        interval = pace.next_interval(interval, clock() - start)
 
 
 OnPoll = Callable[[ImportPoll], None]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
 from prefect_together_lora.redaction import redact, strip_query
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class _ApiModel(BaseModel):

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, Field, SecretStr, SerializeAsAny
 
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.sources.archive import DEFAULT_DEADLINE_S, AdapterFiles
 from prefect_together_lora.sources.s3 import DEFAULT_LIFETIME_S, make_s3_client
+
+if TYPE_CHECKING:
+    import httpx
 
 # (name inside the archive, opener): what a staged zip is made of
 StagingEntry = tuple[str, Callable[[], IO[bytes]]]
@@ -42,10 +44,35 @@ class SourceContext:
     sample_bytes: int = 0
     deadline_s: float = DEFAULT_DEADLINE_S
 
+    _own_http: Any = field(default=None, repr=False)
+
     @cached_property
     def s3(self) -> Any:
         """The caller's S3 client, or one from the default boto3 chain (made once)."""
         return self.s3_client or make_s3_client()
+
+    def http(self) -> httpx.Client:
+        """The caller's HTTP client, or one made once for this context (one connection pool
+        and TLS setup for resolving and reading); :meth:`close` closes it."""
+        if self.http_client is not None:
+            return self.http_client
+        if self._own_http is None:
+            from prefect_together_lora.sources.ranged import safe_http_client
+
+            self._own_http = safe_http_client(min(10.0, self.deadline_s))
+        client: httpx.Client = self._own_http
+        return client
+
+    def close(self) -> None:
+        if self._own_http is not None:
+            self._own_http.close()
+            self._own_http = None
+
+    def __enter__(self) -> SourceContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class AdapterSource(BaseModel, abc.ABC):

@@ -15,14 +15,16 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from prefect_together_lora.errors import SourceError
 from prefect_together_lora.redaction import redact, secret_value, strip_query
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BUFFER = 64 * 1024
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -82,6 +84,7 @@ def get_stream(
 ) -> Iterator[httpx.Response]:
     """A streamed GET that follows at most ``MAX_REDIRECTS`` redirects itself, checking every
     hop with :func:`check_fetchable` (httpx's own following would not)."""
+
     for _ in range(MAX_REDIRECTS + 1):
         check_fetchable(url)
         with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
@@ -100,6 +103,8 @@ def get_stream(
 
 def safe_http_client(timeout_s: float = 30.0) -> httpx.Client:
     """The client for adapter sources: redirects are followed by :func:`get_stream` only."""
+    import httpx
+
     return httpx.Client(timeout=timeout_s, follow_redirects=False)
 
 
@@ -269,6 +274,8 @@ class HttpRangeReader(RangedReader):
         asked for (or than the read budget, when the server ignores Range), and a body that
         trickles in is cut at ``deadline_s``; an endless or dripping source can neither fill
         memory nor hang validation."""
+        import httpx
+
         started = time.monotonic()
         try:
             with get_stream(

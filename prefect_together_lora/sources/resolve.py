@@ -8,10 +8,9 @@ import contextlib
 import ipaddress
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from prefect_together_lora.errors import SourceError
@@ -32,9 +31,11 @@ from prefect_together_lora.sources.ranged import (
     RangedReader,
     get_stream,
     http_error_message,
-    safe_http_client,
 )
 from prefect_together_lora.sources.s3 import DEFAULT_LIFETIME_S
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def resolve_source(
@@ -44,13 +45,19 @@ def resolve_source(
     s3_client: Any | None = None,
     hf_token: str | SecretStr | None = None,
     hf_endpoint: str | None = None,
+    http_client: httpx.Client | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> ResolvedSource:
     """Sign S3 archives, pin Hub revisions, fingerprint everything."""
-    return source.resolve(
-        SourceContext(
-            s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint, expires_s=expires_s
-        )
-    )
+    with SourceContext(
+        s3_client=s3_client,
+        hf_token=hf_token,
+        hf_endpoint=hf_endpoint,
+        expires_s=expires_s,
+        http_client=http_client,
+        deadline_s=deadline_s,
+    ) as ctx:
+        return source.resolve(ctx)
 
 
 def read_adapter_files(
@@ -66,15 +73,15 @@ def read_adapter_files(
     """Read members, config and safetensors header — never the weights (with
     ``sample_bytes``, also that many bytes of the data region, for the optional T9 rule);
     reading an archive gives up after ``deadline_s``."""
-    ctx = SourceContext(
+    with SourceContext(
         s3_client=s3_client,
         hf_token=hf_token,
         hf_endpoint=hf_endpoint,
         http_client=http_client,
         sample_bytes=sample_bytes,
         deadline_s=deadline_s,
-    )
-    files = resolved.source.read_files(resolved, ctx)
+    ) as ctx:
+        files = resolved.source.read_files(resolved, ctx)
     files.fingerprint = resolved.fingerprint
     return files
 
@@ -149,7 +156,7 @@ def read_remote_archive(url: SecretStr, expected: str | None, ctx: SourceContext
     streamed; ``expected`` is the format the name says, if any."""
     if expected == "tar.gz":
         return _stream_tar_gz(url, ctx)
-    reader = HttpRangeReader(url, client=ctx.http_client, deadline_s=ctx.deadline_s)
+    reader = HttpRangeReader(url, client=ctx.http(), deadline_s=ctx.deadline_s)
     try:
         detected = _sniff(reader)
         if detected not in ("zip", "tar", "tar.gz") or (expected and expected != detected):
@@ -185,8 +192,8 @@ def _sniff(reader: RangedReader) -> str:
 def _stream_tar_gz(url: SecretStr, ctx: SourceContext) -> AdapterFiles:
     """One streamed GET, abandoned once both adapter members are read, plus one ranged GET of
     the last 8 bytes: the gzip trailer that tells a whole archive from a cut one."""
-    own = ctx.http_client is None
-    http = ctx.http_client or safe_http_client(min(30.0, ctx.deadline_s))
+
+    http = ctx.http()
     try:
         with get_stream(http, url.get_secret_value()) as response:
             if response.status_code != 200:
@@ -213,6 +220,3 @@ def _stream_tar_gz(url: SecretStr, ctx: SourceContext) -> AdapterFiles:
         return files
     except httpx.HTTPError as exc:
         raise SourceError(f"Could not stream the archive: {type(exc).__name__}") from None
-    finally:
-        if own:
-            http.close()

@@ -45,7 +45,9 @@ class UrlSource(AdapterSource):
         return archive_format(strip_query(self.url.get_secret_value()))
 
     def resolve(self, ctx: SourceContext) -> ResolvedSource:
-        with HttpRangeReader(self.url, buffer_size=1, deadline_s=ctx.deadline_s) as reader:
+        with HttpRangeReader(
+            self.url, client=ctx.http(), buffer_size=1, deadline_s=ctx.deadline_s
+        ) as reader:
             tag = reader.etag or reader.version_id
             size = reader.size
         if not tag:

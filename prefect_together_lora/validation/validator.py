@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from prefect_together_lora.errors import ArchiveCorrupt, SourceError
 from prefect_together_lora.redaction import redact
 from prefect_together_lora.schemas import ValidationReport
 from prefect_together_lora.sources.archive import AdapterFiles, ArchiveUncheckable
+from prefect_together_lora.sources.base import SourceContext
 from prefect_together_lora.sources.hf import HubAccessError
 from prefect_together_lora.sources.ranged import UrlRefused
 from prefect_together_lora.sources.resolve import (
@@ -33,6 +33,9 @@ from prefect_together_lora.validation.rules import (
     parse_config,
     summarize,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def check_url(url: str, out: Findings, options: ValidationOptions) -> None:
@@ -212,10 +215,27 @@ def validate_source(
 ) -> ValidationReport:
     """Parse, resolve (presign S3 archives, pin Hub revisions) and validate any source form.
     A source that cannot even be resolved gives a report with one unreadable-class finding."""
+
+    options = options or ValidationOptions()
+    with SourceContext(
+        s3_client=s3_client,
+        hf_token=hf_token,
+        hf_endpoint=hf_endpoint,
+        deadline_s=options.read_deadline_s,
+    ) as ctx:  # one HTTP client (one TLS setup) for resolving and reading
+        return _validate_text(source, base_model, catalog, options, ctx)
+
+
+def _validate_text(
+    source: str,
+    base_model: str,
+    catalog: Catalog | None,
+    options: ValidationOptions,
+    ctx: SourceContext,
+) -> ValidationReport:
     from prefect_together_lora.errors import PresignError
     from prefect_together_lora.sources import AdapterSource
     from prefect_together_lora.sources.ranged import check_fetchable
-    from prefect_together_lora.sources.resolve import resolve_source
 
     findings = Findings()
     try:
@@ -225,12 +245,10 @@ def validate_source(
             # a URL that points somewhere forbidden or fails the presigned-URL checks is
             # refused before any request
             check_fetchable(given.get_secret_value())
-            check_url(given.get_secret_value(), findings, options or ValidationOptions())
+            check_url(given.get_secret_value(), findings, options)
             if findings.has_errors:
                 return _unresolved(source, base_model, findings)
-        resolved = resolve_source(
-            parsed, s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint
-        )
+        resolved = parsed.resolve(ctx)
     except (SourceError, PresignError) as exc:
         if isinstance(exc, HubAccessError):
             code = "HF_REPO_INACCESSIBLE"
@@ -248,9 +266,10 @@ def validate_source(
         base_model,
         catalog=catalog,
         options=options,
-        hf_token=hf_token,
-        hf_endpoint=hf_endpoint,
-        s3_client=s3_client,
+        hf_token=ctx.hf_token,
+        hf_endpoint=ctx.hf_endpoint,
+        http_client=ctx.http() if parsed.given_url() or resolved.url else None,
+        s3_client=ctx.s3_client,
     )
 
 
