@@ -23,10 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect_together_lora.testing.adapters import adapter_config, lora_tensors, safetensors_bytes
 from prefect_together_lora.testing.s3 import run_s3_server, s3_client, s3_env
 
-BASE = "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference"
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 CHILD = """
 import json, resource, sys, time
@@ -48,19 +46,11 @@ def parse_size(text: str) -> int:
 
 
 def write_output_dir(root: Path, size: int, extra: int) -> int:
-    """The adapter (about ``size`` bytes) plus what a Trainer leaves beside it."""
-    per_layer = sum(
-        (s[0] * s[1]) * 2
-        for s in (shape for _, shape in lora_tensors(BASE, rank=64, layers=(0,)).values())
-    )
-    layers = max(1, min(80, size // per_layer))
-    rank = 64 if size >= per_layer else max(1, 64 * size // per_layer)
-    tensors = lora_tensors(BASE, rank=rank, layers=range(layers))
-    root.mkdir(parents=True)
-    (root / "adapter_config.json").write_text(json.dumps(adapter_config(BASE, rank=rank)))
-    with (root / "adapter_model.safetensors").open("wb") as fh:
-        for chunk in safetensors_bytes(tensors, fill="zeros"):
-            fh.write(chunk)
+    """The adapter (about ``size`` bytes, as bench/validate_bytes.py builds it) plus what a
+    Trainer leaves beside it; returns the adapter files' size."""
+    from bench.validate_bytes import build
+
+    build(root, size, "zeros")
     with (root / "optimizer.pt").open("wb") as fh:
         fh.truncate(extra)
     (root / "trainer_state.json").write_text("{}")
@@ -69,9 +59,8 @@ def write_output_dir(root: Path, size: int, extra: int) -> int:
     (checkpoint / "adapter_config.json").write_text("{}")
     with (checkpoint / "adapter_model.safetensors").open("wb") as fh:
         fh.truncate(size // 2)
-    return sum(
-        (root / n).stat().st_size for n in ("adapter_config.json", "adapter_model.safetensors")
-    )
+    names = ("adapter_config.json", "adapter_model.safetensors")
+    return sum((root / n).stat().st_size for n in names)
 
 
 def main() -> int:
