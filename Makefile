@@ -46,8 +46,14 @@ unit: install
 demo: $(DEMO_STAMP)
 	$(BIN)/python flows/demo.py
 
+# on demand, never in `make test`; each prints a table and a last `name: key=value ...` line
 bench: install
-	$(BIN)/python bench/validate_bytes.py && $(BIN)/python bench/eval_throughput.py
+	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/await_detection.py
+	$(BIN)/python bench/flow_overhead.py
+	$(BIN)/python bench/staging_memory.py
+	$(BIN)/python bench/validate_bytes.py
+	$(BIN)/python bench/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -38,3 +38,40 @@ def test_eval_throughput_runs() -> None:
     lines = run("eval_throughput.py", "--rows", "20", "--concurrency", "4", "--latency-ms", "5")
     assert re.fullmatch(r"eval-throughput: ratio_c32=nan lost=0 throttled=\d+", lines[-1])
     assert len(lines) == 5  # header, rule, two runs (no limit / limited), summary
+
+
+def run_any(script: str, *args: str) -> list[str]:
+    """A benchmark whose exit code says whether a *timing* target was met: any outcome is fine
+    here (timings are judged when the benchmark is run on demand), the output is checked."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout.strip().splitlines()
+
+
+def test_await_detection_meets_its_target() -> None:
+    """Simulated clock: no timing here, the polling rule itself is what is measured."""
+    lines = run("await_detection.py", "--durations", "5,60,600")
+    assert re.fullmatch(
+        r"await_detection: jobs=3 within_target=3 worst_lag_over_target=[01]\.\d\d .*", lines[-1]
+    )
+
+
+def test_staging_memory_sends_only_the_adapter() -> None:
+    lines = run_any("staging_memory.py", "--size", "4M", "--extra", "64M")
+    found = re.fullmatch(r"staging_memory: adapter_bytes=(\d+) staged_bytes=(\d+) .*", lines[-1])
+    assert found is not None, lines
+    assert int(found.group(2)) <= int(found.group(1)) + (1 << 20)
+
+
+def test_cli_startup_runs() -> None:
+    lines = run_any("cli_startup.py", "--runs", "1")
+    assert re.fullmatch(
+        r"cli_startup: local_folder_s=[\d.]+ presigned_zip_s=[\d.]+ runs=1 ok=(True|False)",
+        lines[-1],
+    )

@@ -84,6 +84,7 @@ def get_stream(
 ) -> Iterator[httpx.Response]:
     """A streamed GET that follows at most ``MAX_REDIRECTS`` redirects itself, checking every
     hop with :func:`check_fetchable` (httpx's own following would not)."""
+    import httpx
 
     for _ in range(MAX_REDIRECTS + 1):
         check_fetchable(url)

@@ -192,6 +192,7 @@ def _sniff(reader: RangedReader) -> str:
 def _stream_tar_gz(url: SecretStr, ctx: SourceContext) -> AdapterFiles:
     """One streamed GET, abandoned once both adapter members are read, plus one ranged GET of
     the last 8 bytes: the gzip trailer that tells a whole archive from a cut one."""
+    import httpx
 
     http = ctx.http()
     try:
