@@ -17,14 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,29 +56,12 @@ print(json.dumps({"warm_up": warm, "first": first, "rerun": again, "job": job_se
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up in {seconds:.0f}s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-seconds", type=float, default=5.0)
     args = parser.parse_args()
 
+    from bench.fleet import free_port, wait_for
     from prefect_together_lora.testing.adapters import write_adapter, zip_folder
     from prefect_together_lora.testing.emulator import run_emulator_process
     from prefect_together_lora.testing.s3 import run_s3_server, s3_client, s3_env
