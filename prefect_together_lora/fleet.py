@@ -58,8 +58,8 @@ def find_sources(
 ) -> list[tuple[str, str]]:
     """(source, label) of every adapter under ``s3://bucket/prefix/`` (archives, and folders
     holding an adapter_config.json) or ``hf://<author>`` (the author's model repos)."""
-    ctx = SourceContext(s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint)
-    return discover_sources(location, ctx)
+    with SourceContext(s3_client=s3_client, hf_token=hf_token, hf_endpoint=hf_endpoint) as ctx:
+        return discover_sources(location, ctx)
 
 
 def discover(
@@ -83,10 +83,9 @@ def discover(
             recorded_base=recorded_base(resolved, ctx),
         )
 
-    sources = discover_sources(location, ctx)
     # a few metadata reads per adapter: in parallel, so a large prefix is scanned in seconds
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(candidate, sources))
+    with ctx, ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(candidate, discover_sources(location, ctx)))
 
 
 def recorded_base(resolved: ResolvedSource, ctx: SourceContext) -> str | None:

@@ -12,6 +12,7 @@ line in :data:`prefect_together_lora.sources.registry.KINDS`.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,7 @@ class SourceContext:
     deadline_s: float = DEFAULT_DEADLINE_S
 
     _own_http: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def s3(self) -> Any:
@@ -56,10 +58,11 @@ class SourceContext:
         and TLS setup for resolving and reading); :meth:`close` closes it."""
         if self.http_client is not None:
             return self.http_client
-        if self._own_http is None:
-            from prefect_together_lora.sources.ranged import safe_http_client
+        with self._lock:  # a fleet scan reads many sources from threads through one context
+            if self._own_http is None:
+                from prefect_together_lora.sources.ranged import safe_http_client
 
-            self._own_http = safe_http_client(min(10.0, self.deadline_s))
+                self._own_http = safe_http_client(min(10.0, self.deadline_s))
         client: httpx.Client = self._own_http
         return client
 

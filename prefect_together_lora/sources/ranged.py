@@ -9,6 +9,7 @@ and the total is capped, so a hostile server can neither hang nor flood us.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import ipaddress
 import re
@@ -50,25 +51,33 @@ def check_fetchable(url: str) -> None:
     host = (parts.hostname or "").strip("[]")
     if not host:
         raise UrlRefused(f"'{display}' names no host.")
+    if _forbidden_host(host):
+        raise UrlRefused(_refusal(display, host))
+
+
+@functools.lru_cache(maxsize=256)
+def _forbidden_host(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, an address sources are never fetched from (one DNS
+    lookup per host and process, not one per ranged read)."""
     addresses: set[str] = set()
     try:
         addresses.add(str(ipaddress.ip_address(host)))
     except ValueError:
         if host.endswith((".internal", ".local")) or host == "metadata":
-            raise UrlRefused(_refusal(display, host)) from None
+            return True
         with contextlib.suppress(OSError, UnicodeError):
             addresses |= {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        address = mapped or address
+        address = getattr(address, "ipv4_mapped", None) or address
         if (
             address.is_link_local
             or address.is_unspecified
             or address.is_multicast
             or address.is_reserved
         ):
-            raise UrlRefused(_refusal(display, host))
+            return True
+    return False
 
 
 def _refusal(display: str, host: str) -> str:
