@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from prefect_together_lora.schemas import Finding, Severity
 from prefect_together_lora.validation.codes import RULES
 
-RULES_VERSION = "2026.11.2"
+# bump whenever a rule changes what it reports: validation results are cached under it
+RULES_VERSION = "2026.11.3"
 SUPPORTED_DTYPES = {"F16", "BF16", "F32"}
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4}
 _MAX_LISTED = 5
