@@ -396,6 +396,8 @@ def rules_markdown() -> str:
         "Generated from `prefect_together_lora/validation/codes.py` "
         "(`python -m prefect_together_lora.validation.codes > docs/rules.md`); do not edit.",
         "Tiers run in order and validation stops after the first tier with an error.",
+        "Together's own validation errors (v2 revisions) are reported as `TOGETHER_<RULE>`",
+        "findings of the import step, with Together's message; they are not listed here.",
         "",
     ]
     for tier in TIERS:
