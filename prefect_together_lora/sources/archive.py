@@ -195,10 +195,16 @@ def _check_zip_directory(fh: IO[bytes]) -> None:
     """Entry count and central-directory size from the end record, *before* zipfile parses a
     directory that could hold a million entries; a broken zip64 record is named as such."""
     size = fh.seek(0, io.SEEK_END)
-    tail_len = min(size, _END.size + 65535)
-    fh.seek(size - tail_len)
-    tail = fh.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
+    # as zipfile does: the end record without a comment first (with room for a zip64
+    # locator before it), the longest comment only when that is not it
+    for tail_len in (_END.size + _END64_LOCATOR.size, _END.size + 65535):
+        fh.seek(size - min(size, tail_len))
+        tail = fh.read(min(size, tail_len))
+        at = len(tail) - _END.size
+        if tail[at : at + 4] != b"PK\x05\x06":
+            at = tail.rfind(b"PK\x05\x06")
+        if at >= 0:
+            break
     if at < 0 or len(tail) - at < _END.size:
         raise ArchiveCorrupt(
             "no zip end-of-central-directory record: the file is truncated or not a zip"
